@@ -1,0 +1,58 @@
+"""Turn pydantic validation failures into the contract's 422 (code 9000, per-field details)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from retouch.errors import ValidationFailed
+
+__all__ = ["validation_failed", "validate"]
+
+
+def _message(error: Any) -> str:
+    msg = str(error.get("msg", "invalid value"))
+    # Our own validators raise ValueError; pydantic prefixes "Value error, ", which adds nothing.
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if error.get("type") == "extra_forbidden":
+        msg = "unknown field (not part of the contract)"
+    elif error.get("type") == "missing":
+        msg = "field required"
+    return msg
+
+
+def _path(loc: Sequence[Any], prefix: str) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "union["))]
+    # Skip pydantic's tags for the members of a union (e.g. 'str', 'Compression', 'literal[...]').
+    parts = [p for p in parts if not (p[:1].isupper() or p.startswith("literal[") or p in ("str", "int", "bool"))]
+    path = ".".join(parts)
+    return ".".join(x for x in (prefix, path) if x) or "body"
+
+
+def validation_failed(exc: ValidationError | Sequence[Any], prefix: str = "") -> ValidationFailed:
+    errors = exc.errors() if isinstance(exc, ValidationError) else exc
+    details: dict[str, list[str]] = {}
+    for error in errors:
+        details.setdefault(_path(error.get("loc", ()), prefix), [])
+        msg = _message(error)
+        if msg not in details[_path(error.get("loc", ()), prefix)]:
+            details[_path(error.get("loc", ()), prefix)].append(msg)
+    # A union field reports one error per member; keep the specific ones (a deeper path under the same field).
+    for path in list(details):
+        if any(other.startswith(path + ".") for other in details) and len(details[path]) == 1:
+            if details[path][0].startswith(("Input should be a valid", "expected")):
+                del details[path]
+    message = " ".join(f"{path}: {'; '.join(msgs)}." for path, msgs in details.items())
+    return ValidationFailed(message, details=details)
+
+
+def validate(model: Any, data: Any, prefix: str = "") -> Any:
+    """``model.model_validate(data)``, raising :class:`ValidationFailed` in the contract's shape."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(exc, prefix) from None

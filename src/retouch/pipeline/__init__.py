@@ -1,0 +1,71 @@
+"""The edit pipeline: bytes in, encoded bytes out. Knows nothing of HTTP, databases or storage."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyvips
+
+from retouch.contracts.operations import ImageOperations
+from retouch.contracts.output import OutputOptions
+from retouch.errors import ImageError
+from retouch.pipeline.background import ALPHA_FORMATS, fill_color
+from retouch.pipeline.edit import Edit
+from retouch.pipeline.encode import encode
+from retouch.pipeline.load import FORMATS, SourceInfo, decode, probe
+from retouch.pipeline.plan import Plan, make_plan
+from retouch.pipeline.steps import STEPS
+from retouch.settings import Limits
+
+__all__ = ["Encoded", "run", "configure_vips"]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    data: bytes
+    source: SourceInfo
+    format: str  # output ext: jpeg | png | webp | avif | tiff
+    width: int
+    height: int
+    frames_dropped: int
+
+
+def configure_vips(threads: int | None = None) -> None:
+    """One worker process per core with one vips thread each is the fastest layout for batch work
+    (research/perf-anchors.md); the operation cache only costs memory when every input differs."""
+    pyvips.cache_set_max(0)
+    if threads is not None:
+        pyvips.concurrency_set(threads)
+    os.environ.setdefault("VIPS_BLOCK_UNTRUSTED", "1")  # refuse libvips' fuzz-unsafe loaders (matlab, fits, ...)
+
+
+def run(
+    data: bytes,
+    operations: ImageOperations,
+    output: OutputOptions,
+    limits: Limits,
+    profile_dir: Path | None = None,
+) -> Encoded:
+    """Run one edit. Raises :class:`retouch.errors.InputError` subclasses for bad input and limits."""
+    info = probe(data, limits)
+    plan: Plan = make_plan(info.size, operations, limits)
+    spec = output.format.spec()
+    fill = fill_color(operations, info.alpha, spec.format)
+    edit = Edit(operations, spec, output.metadata, plan, fill, profile_dir)
+    image = decode(data, info, plan)
+    for step in STEPS:
+        image = step(image, edit)
+    try:
+        encoded = encode(image, spec, output.metadata, profile_dir)
+    except pyvips.Error as exc:
+        # Decoding is lazy: a corrupt body surfaces only when the encoder pulls the pixels.
+        reason = next((ln for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc)).strip()
+        raise ImageError(
+            f"The input {FORMATS[info.ext][0]} image could not be decoded (truncated or corrupt): {reason}"
+        ) from None
+    return Encoded(encoded, info, spec.format, image.width, image.height, info.pages - 1)
+
+
+_ = ALPHA_FORMATS

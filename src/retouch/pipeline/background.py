@@ -1,0 +1,32 @@
+"""Background colour: what fills canvas and padding, and what alpha is flattened onto.
+
+The AI parts of ``background`` (remove, blur) are refused before the pipeline runs until their
+models land; this module decides the fill colour all other steps use.
+"""
+
+from __future__ import annotations
+
+from retouch.contracts.operations import ImageOperations
+
+__all__ = ["fill_color", "ALPHA_FORMATS"]
+
+ALPHA_FORMATS = frozenset({"png", "webp", "avif", "tiff"})
+WHITE = (255, 255, 255, 255)
+
+
+def _hex(value: str) -> tuple[int, int, int, int]:
+    digits = value[1:]
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16), 255
+
+
+def fill_color(ops: ImageOperations, has_alpha: bool, out_format: str) -> tuple[int, int, int, int]:
+    """RGBA fill. Default: white, or transparent when the input has alpha and the output keeps it.
+    Transparent on a format without alpha becomes white, never black (DECISIONS.md)."""
+    color = ops.background.color if ops.background else None
+    if color is None:
+        color = "transparent" if has_alpha and out_format in ALPHA_FORMATS else "#ffffff"
+    if color == "transparent":
+        return (255, 255, 255, 0) if out_format in ALPHA_FORMATS else WHITE
+    return _hex(color)

@@ -1,0 +1,125 @@
+"""The geometry of an edit, computed once from the source size and the request: pure arithmetic.
+
+Everything about sizes is decided here, before a single pixel is decoded, so limits are checked
+up front and the decoder can shrink on load straight to the planned size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retouch.contracts.common import parse_percent
+from retouch.contracts.operations import ImageOperations, Padding
+from retouch.errors import InputError, LimitExceeded
+from retouch.settings import Limits
+
+__all__ = ["Plan", "make_plan"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes in pixels of the oriented source, the resized image, and the final canvas."""
+
+    source: tuple[int, int]
+    #: Size the source is scaled to (before any crop); equals ``source`` when nothing is resized.
+    scaled: tuple[int, int]
+    #: Size after the fit step: ``scaled`` cut to the box under crop, else ``scaled``.
+    fitted: tuple[int, int]
+    #: "centre" or "attention" when the fit cuts, else None.
+    crop: str | None
+    #: Size the fitted image is shrunk to so padding fits around it (== fitted without padding/canvas).
+    content: tuple[int, int]
+    #: Final output size; the content is centred on it inside the padding, the rest is background.
+    canvas: tuple[int, int]
+    #: Top-left corner of the content on the canvas.
+    offset: tuple[int, int]
+
+    @property
+    def resizes(self) -> bool:
+        return self.scaled != self.source
+
+    @property
+    def framed(self) -> bool:
+        return self.canvas != self.content
+
+
+def _side(value: int | str, source: int) -> int | None:
+    if isinstance(value, int):
+        return value
+    pct = parse_percent(value)
+    if pct is None:  # "auto"
+        return None
+    return max(1, round(source * pct / 100))
+
+
+def _scale(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))
+
+
+def _padding_px(padding: Padding, canvas: tuple[int, int]) -> tuple[int, int, int, int]:
+    w, h = canvas
+    out = []
+    for index, value in enumerate(padding.sides()):
+        along = h if index in (0, 2) else w  # top/bottom are measured on the height, left/right on the width
+        pct = parse_percent(value)
+        out.append(round(along * pct / 100) if pct is not None else round(float(value[:-2])))
+    return out[0], out[1], out[2], out[3]
+
+
+def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> Plan:
+    """Compute the geometry; raises :class:`LimitExceeded` before any pixel work when the output is too big."""
+    sw, sh = source
+    scaled = fitted = canvas = source
+    crop: str | None = None
+    resizing = ops.resizing
+    if resizing is not None:
+        w, h = _side(resizing.width, sw), _side(resizing.height, sh)
+        fit = resizing.fit.type
+        if w is not None and h is None:
+            # One side given: the other keeps the aspect ratio, whatever the fit (DECISIONS.md).
+            scaled = fitted = canvas = (w, max(1, round(sh * w / sw)))
+        elif h is not None and w is None:
+            scaled = fitted = canvas = (max(1, round(sw * h / sh)), h)
+        elif w is not None and h is not None:
+            cover = max(w / sw, h / sh)
+            contain = min(w / sw, h / sh)
+            if fit == "crop":
+                scaled, fitted, canvas = _scale(source, cover), (w, h), (w, h)
+                crop = "attention" if resizing.fit.crop == "smart" else "centre"
+                # Rounding may leave the cover size a pixel short of the box; never cut below it.
+                scaled = (max(scaled[0], w), max(scaled[1], h))
+            elif fit == "cover":
+                scaled = fitted = canvas = _scale(source, cover)
+            elif fit == "bounds":
+                scaled = fitted = canvas = _scale(source, contain)
+            else:  # canvas (outpaint is refused before planning until a model exists)
+                scaled = fitted = _scale(source, contain)
+                canvas = (w, h)
+    _check_output(canvas, limits)
+
+    content = fitted
+    if ops.padding is not None and not ops.padding.is_zero():
+        top, right, bottom, left = _padding_px(ops.padding, canvas)
+        inner = (canvas[0] - left - right, canvas[1] - top - bottom)
+        if inner[0] < 1 or inner[1] < 1:
+            raise InputError(
+                f"padding {' '.join(ops.padding.sides())} leaves no room for the image on a "
+                f"{canvas[0]}x{canvas[1]} output",
+                details={"operations.padding": ["padding is larger than the output"]},
+            )
+        # The padding keeps the output size, so the image shrinks to make room (never grows).
+        factor = min(inner[0] / fitted[0], inner[1] / fitted[1], 1.0)
+        content = _scale(fitted, factor)
+        offset = (left + (inner[0] - content[0]) // 2, top + (inner[1] - content[1]) // 2)
+    else:
+        offset = ((canvas[0] - content[0]) // 2, (canvas[1] - content[1]) // 2)
+    return Plan(source, scaled, fitted, crop, content, canvas, offset)
+
+
+def _check_output(size: tuple[int, int], limits: Limits) -> None:
+    mps = size[0] * size[1] / 1e6
+    if mps > limits.max_output_megapixels:
+        raise LimitExceeded(
+            f"The output would be {size[0]}x{size[1]} ({mps:.1f} megapixels), over the output limit of "
+            f"{limits.max_output_megapixels:g} megapixels."
+        )

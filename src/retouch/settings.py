@@ -1,0 +1,91 @@
+"""Settings, read once at start-up from ``RETOUCH_*`` variables (and a ``.env`` file) and passed down.
+
+Nothing reads the environment after start-up: the app, the CLI and the workers receive a
+:class:`Settings` object, so tests can build several side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+__all__ = ["Limits", "Settings"]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits the pipeline enforces; a plain value object so workers can receive it pickled."""
+
+    max_input_bytes: int = 100 * 1024 * 1024
+    max_input_megapixels: float = 100.0
+    max_output_megapixels: float = 100.0
+
+
+class Settings(BaseSettings):
+    """Every setting of the service. Names are part of the operator's surface: keep them stable."""
+
+    model_config = SettingsConfigDict(env_prefix="RETOUCH_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path(".retouch"), description="Database, local storage, tmp results and keys live here.")
+    public_url: str | None = Field(None, description="Base of result_url and tmp_url; default http://{host}:{port}.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite under home.")
+    fetch_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts, host:port or CIDRs that http(s) fetches may reach although private/loopback.",
+    )
+    local_storage_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Folders that `local` storages may use; default home/storage."
+    )
+    rate_limit_per_minute: int = 120
+    rate_limit_per_second: int = 4
+    max_input_bytes: int = 100 * 1024 * 1024
+    max_input_megapixels: float = 100.0
+    max_output_megapixels: float = 100.0
+    item_timeout_seconds: float = 120.0
+    tmp_retention_hours: float = 24.0
+    workers: int = Field(0, description="Worker processes for image work; 0 = one per core.")
+    executor: str = "local"
+    broker_url: str | None = None
+    fetch_timeout_seconds: float = 30.0
+    fetch_max_redirects: int = 5
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @field_validator("fetch_allow_hosts", "local_storage_roots", mode="before")
+    @classmethod
+    def _commas(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_home / 'retouch.db'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.resolved_home / "tmp"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_input_bytes=self.max_input_bytes,
+            max_input_megapixels=self.max_input_megapixels,
+            max_output_megapixels=self.max_output_megapixels,
+        )
