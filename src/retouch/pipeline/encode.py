@@ -47,11 +47,18 @@ def encode(image: pyvips.Image, spec: EncodeSpec, metadata: Metadata | None, pro
     if metadata is not None and metadata.dpi:
         per_mm = metadata.dpi / 25.4
         image = image.copy(xres=per_mm, yres=per_mm)
+        if spec.format == "jpeg":
+            # libvips writes a JPEG's resolution only inside EXIF: drop the input's EXIF (GPS, camera
+            # serials) and let libvips write a fresh minimal block that carries just the resolution.
+            for field in image.get_fields():
+                if field.startswith("exif-") or field == "orientation":
+                    image.remove(field)
+            keep = "exif"
     if metadata is not None and metadata.color_space is not None and metadata.color_space.type == "CMYK":
         if image.bands == 4 and image.interpretation != "cmyk":
             image = image.flatten(background=[255, 255, 255])
         image = image.icc_transform(_profile(metadata.color_space.color_profile, profile_dir), intent="perceptual")
-        keep = "icc"
+        keep = "icc" if keep == "none" else "icc:exif"
     fmt = spec.format
     if fmt == "jpeg":
         return bytes(

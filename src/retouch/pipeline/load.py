@@ -133,8 +133,6 @@ def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
         if not plan.resizes and plan.crop is None:
             # fail_on=truncated: a truncated file is an error, not an image with a grey bottom half.
             image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
-            if info.pages > 1:
-                image = image.crop(0, 0, image.width, image.get("page-height"))
             return image.autorot()
         if plan.crop is not None:
             width, height = plan.fitted

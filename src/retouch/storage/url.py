@@ -22,6 +22,7 @@ or signed tokens, so they never appear in a message.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -44,6 +45,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SCHEMES = {"http": 80, "https": 443}
+# What an allow-list host name may look like once IDNA-encoded (httpx would percent-encode a
+# space, say, and the entry would silently never match).
+_HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?", re.IGNORECASE)
 _DEFAULT_NAME = "image"
 # Messages quote the URL; a pathological path would drown the message, so it is cut.
 _MAX_SHOWN_PATH = 200
@@ -138,7 +142,9 @@ def _parse_host_port(text: str) -> tuple[str, int | None]:
         try:
             host = httpx.URL(f"http://{host}/").raw_host.decode("ascii")
         except httpx.InvalidURL:
-            raise ValueError(f"allow_hosts entry {text!r} is not a valid host name") from None
+            host = ""
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"allow_hosts entry {text!r} is not a valid host name")
     return _normalize_host(host), port
 
 
@@ -230,6 +236,10 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 def _refusal(address: IPAddress) -> str | None:
     """Why the address is not a public unicast address (e.g. "a loopback"), or None if it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d *is* a.b.c.d on a dual-stack socket; the IPv6 form itself would only
+        # add a spurious "reserved" (it lies in ::/8).
+        return _refusal(address.ipv4_mapped)
     embedded = _embedded_ipv4(address)
     if embedded is not None:
         reason = _refusal(embedded)
@@ -256,15 +266,13 @@ def _refusal(address: IPAddress) -> str | None:
     return None
 
 
-def _check_address(
-    host: str, port: int, address: IPAddress, allow: _AllowList, *, literal: bool
-) -> str | None:
+def _check_address(host: str, port: int, address: IPAddress, allow: _AllowList, *, literal: bool) -> str | None:
     """Why connecting to ``address`` for ``host:port`` is refused, or None when it is admitted."""
     reason = _refusal(address)
     if reason is None or allow.admits_address(address, port):
         return None
     if literal:
-        return f"{address} is {reason} address, which is not allowed"
+        return f"{host} is {reason} address, which is not allowed"
     # The resolved address is deliberately not quoted: telling a caller what an internal name
     # resolves to would help them map the network.
     return f"the host {host} resolves to {reason} address, which is not allowed"
@@ -323,9 +331,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        stream = self._inner.start_tls(
-            ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout)
-        )
+        stream = self._inner.start_tls(ssl_context, server_hostname, _capped(timeout, httpcore.ConnectTimeout))
         return _DeadlineStream(stream)
 
     def get_extra_info(self, info: str) -> typing.Any:
@@ -496,15 +502,19 @@ def _parse(url: str) -> httpx.URL:
         raise FetchError(f"Could not fetch {_shown_raw(url)}: it is not a valid URL.") from None
 
 
-def _check_parsed(url: httpx.URL, policy: FetchPolicy) -> None:
+def _check_parsed(url: httpx.URL, policy: FetchPolicy, *, where: str | None = None) -> None:
+    """:func:`check_url` on a parsed URL; ``where`` overrides how messages name it."""
     if url.scheme not in _SCHEMES:
         # Also catches relative input such as "example.com/a.jpg" (no scheme at all).
-        where = _shown(url) if url.scheme and url.host else "the given URL"
-        raise FetchError(
-            f"Could not fetch {where}: only http:// and https:// URLs can be fetched."
-        )
+        if where is None:
+            where = _shown(url) if url.scheme and url.host else "the given URL"
+        raise FetchError(f"Could not fetch {where}: only http:// and https:// URLs can be fetched.")
+    where = where or _shown(url)
     if not url.host:
-        raise FetchError(f"Could not fetch {_shown(url)}: the URL has no host.")
+        raise FetchError(f"Could not fetch {where}: the URL has no host.")
+    if url.port is not None and not 0 < url.port < 65536:
+        # httpx accepts any number here; the socket would fail later with a vaguer error.
+        raise FetchError(f"Could not fetch {where}: port {url.port} is out of range.")
     # An IP literal can be judged without DNS, so it is refused here with a clear message and
     # without a connection attempt. Names are left to the transport, which resolves them.
     host = _normalize_host(url.raw_host.decode("ascii"))
@@ -513,7 +523,7 @@ def _check_parsed(url: httpx.URL, policy: FetchPolicy) -> None:
     if address is not None and not policy._allow.admits_name(host, port):
         reason = _check_address(host, port, address, policy._allow, literal=True)
         if reason is not None:
-            raise FetchError(f"Could not fetch {_shown(url)}: {reason}.")
+            raise FetchError(f"Could not fetch {where}: {reason}.")
 
 
 def check_url(url: str, policy: FetchPolicy) -> None:
@@ -566,7 +576,11 @@ def _fetch_errors(shown: str, policy: FetchPolicy, deadline: float) -> Iterator[
     except httpx.HTTPError as error:
         # ConnectError, RemoteProtocolError (e.g. an unreadable Location header), ... The
         # exception text is left out: it can quote the full URL or server-controlled text.
-        kind = "the connection failed" if isinstance(error, httpx.ConnectError) else "the server's answer could not be read"
+        kind = (
+            "the connection failed"
+            if isinstance(error, httpx.ConnectError)
+            else "the server's answer could not be read"
+        )
         raise FetchError(f"Could not fetch {shown}: {kind} ({type(error).__name__}).") from None
 
 
@@ -585,6 +599,20 @@ def _read_body(response: httpx.Response, policy: FetchPolicy, shown: str, deadli
         if time.monotonic() >= deadline:
             raise httpx.ReadTimeout("the overall deadline of the fetch has passed")
     return bytes(body)
+
+
+def _result(response: httpx.Response, policy: FetchPolicy, shown: str, deadline: float) -> Fetched:
+    """The Fetched of a final (non-redirect) answer, or FetchError for a non-2xx one."""
+    if not 200 <= response.status_code < 300:
+        raise FetchError(f"Could not fetch {shown}: the server answered {response.status_code}.")
+    data = _read_body(response, policy, shown, deadline)
+    final = response.url
+    return Fetched(
+        data=data,
+        url=str(final.copy_with(username=None, password=None)),
+        name=_file_name(final),
+        content_type=_media_type(response.headers.get("Content-Type")),
+    )
 
 
 def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) -> Fetched:
@@ -615,30 +643,21 @@ def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) 
                 shown += f" (redirected from {original})"
             with _fetch_errors(shown, policy, deadline):
                 response = http.send(request, stream=True, follow_redirects=False)
-                with response:
+                try:
                     next_request = response.next_request
-                    if next_request is not None:
-                        redirects += 1
-                        if redirects > policy.max_redirects:
-                            raise FetchError(
-                                f"Could not fetch {original}: too many redirects "
-                                f"(more than {policy.max_redirects})."
-                            )
-                        _check_parsed(next_request.url, policy)
-                        request = next_request
-                        continue
-                    if not 200 <= response.status_code < 300:
-                        raise FetchError(
-                            f"Could not fetch {shown}: the server answered {response.status_code}."
-                        )
-                    data = _read_body(response, policy, shown, deadline)
-                    final = response.url
-                    return Fetched(
-                        data=data,
-                        url=str(final.copy_with(username=None, password=None)),
-                        name=_file_name(final),
-                        content_type=_media_type(response.headers.get("Content-Type")),
+                    if next_request is None:
+                        return _result(response, policy, shown, deadline)
+                finally:
+                    # Also releases the connection of a redirect answer whose body we skip.
+                    response.close()
+                redirects += 1
+                if redirects > policy.max_redirects:
+                    raise FetchError(
+                        f"Could not fetch {original}: too many redirects (more than {policy.max_redirects})."
                     )
+                next_shown = f"{_shown(next_request.url)} (redirected from {original})"
+                _check_parsed(next_request.url, policy, where=next_shown)
+                request = next_request
     finally:
         _DEADLINE.reset(token)
         if client is None:

@@ -1,0 +1,25 @@
+"""retouch: self-hosted image editing with the Claid.ai API contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+from retouch.contracts import EditRequest, ImageOperations, OutputOptions  # noqa: E402
+from retouch.errors import *  # noqa: E402,F403
+from retouch.errors import __all__ as _errors_all  # noqa: E402
+
+__all__ = ["__version__", "edit", "EditRequest", "ImageOperations", "OutputOptions", *_errors_all]
+
+
+def edit(data: bytes, operations: dict[str, Any] | None = None, output: Any = None) -> Any:
+    """Edit image bytes in this process with the contract's operations and output; returns
+    :class:`retouch.pipeline.Encoded` (``.data`` holds the encoded bytes)."""
+    from retouch.contracts.edit import UploadData
+    from retouch.contracts.envelopes import validate
+    from retouch.service import edit_bytes
+    from retouch.settings import Settings
+
+    request = validate(UploadData, {"operations": operations or {}, "output": output or {}})
+    return edit_bytes(data, request.operations, request.output, Settings().limits)

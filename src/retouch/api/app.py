@@ -1,0 +1,127 @@
+"""The FastAPI application: routes under /v1 and /v1-beta1, one error envelope, request ids, rate limits."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from retouch import __version__
+from retouch.api.ratelimit import RateLimiter
+from retouch.api.routes import edit, health, tmp
+from retouch.contracts.envelopes import validation_failed
+from retouch.errors import RateLimited, RetouchError, ValidationFailed
+from retouch.service import Service
+from retouch.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("retouch.api")
+
+PREFIXES = ("/v1", "/v1-beta1")
+# Anonymous, cheap routes that do not spend the caller's budget (they still carry the headers).
+_UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/")
+
+
+def _error_response(exc: RetouchError, request_id: str | None = None) -> JSONResponse:
+    headers = {"x-request-id": request_id} if request_id else None
+    return JSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
+
+
+def _client_key(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and auth[7:].strip():
+        return "key:" + auth[7:].strip()
+    return "ip:" + (request.client.host if request.client else "unknown")
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """Build the app. Tests build several side by side, each with its own settings and home."""
+    settings = settings or Settings()
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_second)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or Service(settings)
+        app.state.service = svc
+        try:
+            yield
+        finally:
+            svc.close()
+
+    app = FastAPI(
+        title="retouch",
+        version=__version__,
+        description="Self-hosted image editing with the Claid.ai API contract. Every success body is "
+        "`{\"data\": ...}`; every error is `{error_code, error_type, error_message, error_details}`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    if service is not None:
+        app.state.service = service
+
+    @app.middleware("http")
+    async def request_id_and_rate_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = str(uuid.uuid4())
+        request.state.request_id = request_id
+        counted = not request.url.path.startswith(_UNCOUNTED)
+        verdict = limiter.hit(_client_key(request), count=counted)
+        if not verdict.allowed:
+            response: Response = _error_response(RateLimited())
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:  # the last line of defence: never a bare 500 without the envelope
+                log.exception("unhandled error (request %s)", request_id)
+                response = _error_response(
+                    RetouchError(f"Internal error; quote request id {request_id} to the operator.")
+                )
+        response.headers["x-request-id"] = request_id
+        response.headers.update(verdict.headers)
+        return response
+
+    @app.exception_handler(RetouchError)
+    async def retouch_error(request: Request, exc: RetouchError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", getattr(request.state, "request_id", "-"), exc.public_message)
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, Any]] = []
+        for error in exc.errors():
+            loc = tuple(error.get("loc", ()))
+            if loc[:1] == ("body",):
+                loc = loc[1:]
+            if error.get("type") == "json_invalid":
+                return _error_response(_bad_json())
+            errors.append({**error, "loc": loc})
+        return _error_response(validation_failed(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = RetouchError(str(exc.detail))
+        error.status = exc.status_code
+        error.code = str(exc.status_code * 10)
+        return _error_response(error)
+
+    for prefix in PREFIXES:
+        app.include_router(edit.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
+    app.include_router(health.router)
+    return app
+
+
+def _bad_json() -> RetouchError:
+    error = ValidationFailed("The request body is not valid JSON.")
+    error.status = 400
+    return error

@@ -1,0 +1,39 @@
+"""Liveness and readiness, without auth."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from retouch.api.deps import get_service
+from retouch.service import Service
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+def healthz() -> dict[str, Any]:
+    return {"data": {"status": "ok"}}
+
+
+@router.get("/readyz", summary="Database reachable, workers can start, image library loaded")
+def readyz(service: Annotated[Service, Depends(get_service)]) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        with service.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, do not raise: this endpoint exists to say what is wrong
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        import pyvips
+
+        checks["libvips"] = f"ok {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
+    except Exception as exc:
+        checks["libvips"] = f"error: {type(exc).__name__}"
+    checks["workers"] = f"ok {service.worker_count}"
+    ok = all(v.startswith("ok") for v in checks.values())
+    return JSONResponse({"data": {"status": "ok" if ok else "error", "checks": checks}}, status_code=200 if ok else 503)

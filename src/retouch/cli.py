@@ -1,0 +1,187 @@
+"""The `retouch` command: serve, edit, keys, db, doctor. Names are part of the operator's surface."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from retouch.settings import Settings
+
+app = typer.Typer(help="retouch: self-hosted image editing with the Claid.ai API contract.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _ops_argument(value: str) -> dict[str, Any]:
+    """`--ops` takes JSON or @file (like curl's -d @file)."""
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("expected a JSON object")
+    return parsed
+
+
+def ensure_first_key(settings: Settings) -> str | None:
+    """The embedded default makes one account and key on first start, printed once and saved
+    (mode 0600) under RETOUCH_HOME so it is not lost with the terminal."""
+    from retouch.accounts import KeyStore
+    from retouch.database import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        store = KeyStore(engine)
+        if store.count():
+            return None
+        key = store.create("default")
+    finally:
+        engine.dispose()
+    path = settings.resolved_home / "initial-api-key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Image worker processes (0 = one per core).")] = 0,
+) -> None:
+    """Start the HTTP API on the embedded default (SQLite, local folder, local worker pool)."""
+    import uvicorn
+
+    from retouch.api.app import create_app
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if workers:
+        overrides["workers"] = workers
+    settings = Settings(**overrides)
+    settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    key = ensure_first_key(settings)
+    if key:
+        typer.echo(f"Created account 'default' with API key (also saved in {settings.resolved_home}/initial-api-key):")
+        typer.echo(key)
+    typer.echo(f"retouch listening on http://{host}:{port} (docs at /docs, home {settings.resolved_home})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+
+
+@app.command()
+def edit(
+    input_path: Annotated[Path, typer.Argument(metavar="IN", help="Input image file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output file (its extension picks the format unless --ops says).")],
+    ops: Annotated[str, typer.Option(help='Operations as JSON or @file, e.g. \'{"resizing": {"width": 800}}\'.')] = "{}",
+    output_options: Annotated[
+        str | None, typer.Option("--output-options", help="The contract's output object as JSON or @file.")
+    ] = None,
+) -> None:
+    """Edit one local image with the same pipeline as the API, no server needed."""
+    from retouch.contracts.edit import UploadData
+    from retouch.contracts.envelopes import validate
+    from retouch.errors import RetouchError
+    from retouch.pipeline import configure_vips
+    from retouch.service import edit_bytes
+    from retouch.tmpstore import write_atomic
+
+    operations = _ops_argument(ops)
+    out_opts: dict[str, Any] = _ops_argument(output_options) if output_options else {}
+    by_suffix = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".avif": "avif", ".tif": "tiff", ".tiff": "tiff"}
+    if "format" not in out_opts and output.suffix.lower() in by_suffix:
+        out_opts["format"] = by_suffix[output.suffix.lower()]
+    configure_vips()
+    try:
+        request = validate(UploadData, {"operations": operations, "output": out_opts})
+        result = edit_bytes(input_path.read_bytes(), request.operations, request.output, Settings().limits)
+    except RetouchError as exc:
+        typer.echo(f"error: {exc.public_message}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot read {input_path}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    write_atomic(output, result.data)
+    typer.echo(f"{output}: {result.width}x{result.height} {result.format}, {len(result.data)} bytes")
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account name (created if new).")],
+    scopes: Annotated[str, typer.Option(help="Comma list of scopes.")] = "image_editing,storage",
+) -> None:
+    """Create an API key; the key alone is printed on the last line."""
+    from retouch.accounts import KeyStore
+    from retouch.database import make_engine
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        key = KeyStore(engine).create(account, tuple(s.strip() for s in scopes.split(",") if s.strip()))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"Created a key for account {account!r} with scopes {scopes}. It is shown once:")
+    typer.echo(key)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema."""
+    from retouch.database import make_engine
+
+    settings = Settings()
+    make_engine(settings.resolved_database_url).dispose()
+    typer.echo(f"database ready: {settings.resolved_database_url.split('@')[-1]}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check this installation: libvips and its codecs, HEIC/BMP decoders, the database, the home folder."""
+    import pyvips
+
+    from retouch.database import make_engine
+
+    settings = Settings()
+    ok = True
+    typer.echo(f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}")
+    for suffix in (".jpg", ".png", ".webp", ".avif", ".tif", ".gif"):
+        try:
+            (pyvips.Image.black(8, 8) + 1).write_to_buffer(suffix)
+            typer.echo(f"  encode {suffix}: ok")
+        except pyvips.Error:
+            typer.echo(f"  encode {suffix}: MISSING")
+            ok = False
+    try:
+        import pillow_heif  # noqa: F401
+
+        typer.echo("  decode .heic/.bmp: ok (pillow-heif, Pillow)")
+    except ImportError:
+        typer.echo("  decode .heic: MISSING (pip install pillow-heif)")
+        ok = False
+    try:
+        make_engine(settings.resolved_database_url).dispose()
+        typer.echo(f"database: ok ({settings.resolved_database_url.split('@')[-1]})")
+    except Exception as exc:
+        typer.echo(f"database: ERROR {exc}")
+        ok = False
+    typer.echo(f"home: {settings.resolved_home} (writable: {os.access(settings.resolved_home, os.W_OK)})")
+    typer.echo(f"cpu cores: {os.cpu_count()}")
+    raise typer.Exit(0 if ok else 1)
+
+
+def main() -> None:
+    app(prog_name="retouch")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
