@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -34,7 +34,7 @@ def free_port() -> int:
 class _FixtureHandler(SimpleHTTPRequestHandler):
     """Serves tests/fixtures, plus a few special paths for the SSRF and size tests."""
 
-    redirects: dict[str, str] = {}
+    redirects: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, directory=str(FIXTURES), **kwargs)

@@ -6,9 +6,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from retouch.contracts import EditRequest, ImageOperations, OutputOptions  # noqa: E402
-from retouch.errors import *  # noqa: E402,F403
-from retouch.errors import __all__ as _errors_all  # noqa: E402
+from retouch.contracts import EditRequest, ImageOperations, OutputOptions
+from retouch.errors import *  # noqa: F403
+from retouch.errors import __all__ as _errors_all
 
 __all__ = ["__version__", "edit", "EditRequest", "ImageOperations", "OutputOptions", *_errors_all]
 

@@ -78,8 +78,12 @@ def serve(
 @app.command()
 def edit(
     input_path: Annotated[Path, typer.Argument(metavar="IN", help="Input image file.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output file (its extension picks the format unless --ops says).")],
-    ops: Annotated[str, typer.Option(help='Operations as JSON or @file, e.g. \'{"resizing": {"width": 800}}\'.')] = "{}",
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output file (its extension picks the format unless --ops says).")
+    ],
+    ops: Annotated[
+        str, typer.Option(help='Operations as JSON or @file, e.g. \'{"resizing": {"width": 800}}\'.')
+    ] = "{}",
     output_options: Annotated[
         str | None, typer.Option("--output-options", help="The contract's output object as JSON or @file.")
     ] = None,
@@ -94,7 +98,15 @@ def edit(
 
     operations = _ops_argument(ops)
     out_opts: dict[str, Any] = _ops_argument(output_options) if output_options else {}
-    by_suffix = {".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".webp": "webp", ".avif": "avif", ".tif": "tiff", ".tiff": "tiff"}
+    by_suffix = {
+        ".jpg": "jpeg",
+        ".jpeg": "jpeg",
+        ".png": "png",
+        ".webp": "webp",
+        ".avif": "avif",
+        ".tif": "tiff",
+        ".tiff": "tiff",
+    }
     if "format" not in out_opts and output.suffix.lower() in by_suffix:
         out_opts["format"] = by_suffix[output.suffix.lower()]
     configure_vips()

@@ -28,7 +28,7 @@ from retouch.settings import Limits, Settings
 from retouch.storage.url import FetchPolicy, fetch
 from retouch.tmpstore import TmpStore
 
-__all__ = ["Service", "edit_bytes", "output_name", "check_available", "image_object"]
+__all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_name"]
 
 # Operations of the contract that need a model; they are validated now and answer 422 until the
 # AI issue ships their offline models.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pyvips
 import pytest
+import pyvips
 
 from tests.pipeline.helpers import decoded, edit
 
@@ -54,7 +54,11 @@ def test_dpi_written(fmt: str) -> None:
 
 
 def test_cmyk_output_is_really_cmyk() -> None:
-    result = edit("coffee.jpg", {}, {"format": "jpeg", "metadata": {"color_space": {"type": "CMYK", "color_profile": "ISO_Coated"}}})
+    result = edit(
+        "coffee.jpg",
+        {},
+        {"format": "jpeg", "metadata": {"color_space": {"type": "CMYK", "color_profile": "ISO_Coated"}}},
+    )
     image = decoded(result)
     assert image.interpretation == "cmyk" and image.bands == 4
     assert image.get_typeof("icc-profile-data")

@@ -14,7 +14,11 @@ from tests.pipeline.helpers import decoded, edit
 
 # (source size, resizing) -> expected output size. Sources: landscape 600x400, portrait 200x300 (EXIF 6),
 # square 512x512.
-LANDSCAPE, PORTRAIT, SQUARE = ("coffee.jpg", (600, 400)), ("exif_rotated_6.jpg", (200, 300)), ("astronaut.png", (512, 512))
+LANDSCAPE, PORTRAIT, SQUARE = (
+    ("coffee.jpg", (600, 400)),
+    ("exif_rotated_6.jpg", (200, 300)),
+    ("astronaut.png", (512, 512)),
+)
 
 CASES: list[tuple[tuple[str, tuple[int, int]], dict[str, Any], tuple[int, int]]] = []
 for fit in ("crop", "cover", "bounds", "canvas"):
@@ -70,7 +74,9 @@ def test_output_size(source: tuple[str, tuple[int, int]], resizing: dict[str, An
         ("50px", {"width": 300, "height": 300, "fit": "crop"}, (300, 300), (200, 200)),
     ],
 )
-def test_padding_plan(padding: str, resizing: dict[str, Any] | None, canvas: tuple[int, int], content: tuple[int, int]) -> None:
+def test_padding_plan(
+    padding: str, resizing: dict[str, Any] | None, canvas: tuple[int, int], content: tuple[int, int]
+) -> None:
     ops = ImageOperations.model_validate({"padding": padding, "resizing": resizing})
     plan = make_plan((600, 400), ops, Limits())
     assert plan.canvas == canvas

@@ -51,8 +51,13 @@ def test_alpha_flattened_onto_white_for_jpeg_never_black() -> None:
 
 
 def test_transparent_colour_on_jpeg_becomes_white() -> None:
-    px = pixels(edit("coffee.jpg", {"padding": "30px", "background": {"color": "transparent"}}, "storage://x/"
-                      if False else {"format": "jpeg"}))
+    px = pixels(
+        edit(
+            "coffee.jpg",
+            {"padding": "30px", "background": {"color": "transparent"}},
+            "storage://x/" if False else {"format": "jpeg"},
+        )
+    )
     assert px[5, 5].min() >= 250
 
 

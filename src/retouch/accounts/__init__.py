@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from retouch.database import Account, ApiKey
 
-__all__ = ["Principal", "KeyStore", "SCOPES"]
+__all__ = ["SCOPES", "KeyStore", "Principal"]
 
 SCOPES = ("image_editing", "storage")
 _KEY_PREFIX = "rt_"

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         title="retouch",
         version=__version__,
         description="Self-hosted image editing with the Claid.ai API contract. Every success body is "
-        "`{\"data\": ...}`; every error is `{error_code, error_type, error_message, error_details}`.",
+        '`{"data": ...}`; every error is `{error_code, error_type, error_message, error_details}`.',
         lifespan=lifespan,
     )
     app.state.settings = settings

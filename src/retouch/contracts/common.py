@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Strict", "Lenient", "parse_percent", "PERCENT_RE", "HEX_COLOR_RE", "none_is_absent"]
+__all__ = ["HEX_COLOR_RE", "PERCENT_RE", "Lenient", "Strict", "none_is_absent", "parse_percent"]
 
 PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 HEX_COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")

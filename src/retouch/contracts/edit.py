@@ -10,7 +10,7 @@ from retouch.contracts.common import Strict
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 
-__all__ = ["EditRequest", "UploadData", "ImageObject", "OutputObject", "EditResult"]
+__all__ = ["EditRequest", "EditResult", "ImageObject", "OutputObject", "UploadData"]
 
 
 class UploadData(Strict):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from retouch.errors import ValidationFailed
 
-__all__ = ["validation_failed", "validate"]
+__all__ = ["validate", "validation_failed"]
 
 
 def _message(error: Any) -> str:
@@ -43,9 +43,9 @@ def validation_failed(exc: ValidationError | Sequence[Any], prefix: str = "") ->
             details[_path(error.get("loc", ()), prefix)].append(msg)
     # A union field reports one error per member; keep the specific ones (a deeper path under the same field).
     for path in list(details):
-        if any(other.startswith(path + ".") for other in details) and len(details[path]) == 1:
-            if details[path][0].startswith(("Input should be a valid", "expected")):
-                del details[path]
+        deeper = any(other.startswith(path + ".") for other in details)
+        if deeper and len(details[path]) == 1 and details[path][0].startswith(("Input should be a valid", "expected")):
+            del details[path]
     message = " ".join(f"{path}: {'; '.join(msgs)}." for path, msgs in details.items())
     return ValidationFailed(message, details=details)
 

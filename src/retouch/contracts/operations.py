@@ -22,11 +22,11 @@ __all__ = [
     "Generative",
     "Hdr",
     "ImageOperations",
+    "Padding",
     "Privacy",
     "RemoveOptions",
     "Resizing",
     "Restorations",
-    "Padding",
 ]
 
 Category = Literal["general", "products", "cars"]
@@ -114,9 +114,8 @@ class Resizing(Strict):
     @model_validator(mode="before")
     @classmethod
     def _nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict) and {"width", "height"} <= data.keys():
-            if data["width"] == "auto" and data["height"] == "auto":
-                raise ValueError("`width` and `height` cannot both be \"auto\"")
+        if isinstance(data, dict) and data.get("width") == "auto" and data.get("height") == "auto":
+            raise ValueError('`width` and `height` cannot both be "auto"')
         return none_is_absent(data)
 
     @field_validator("width", "height", mode="before")
@@ -130,7 +129,7 @@ class Resizing(Strict):
         w_pct = isinstance(w, str) and w.endswith("%")
         h_pct = isinstance(h, str) and h.endswith("%")
         if (w_pct and isinstance(h, int)) or (h_pct and isinstance(w, int)):
-            raise ValueError("a percentage side must be paired with the same percentage or \"auto\", not pixels")
+            raise ValueError('a percentage side must be paired with the same percentage or "auto", not pixels')
         if w_pct and h_pct and w != h:
             raise ValueError("percentage sides must be equal (the image is never stretched)")
         return self
@@ -357,9 +356,9 @@ class ImageOperations(Strict):
 
     @model_validator(mode="after")
     def _combinations(self) -> ImageOperations:
-        if self.generative and self.generative.style_transfer and self.background:
-            if self.background.remove or self.background.blur:
-                raise ValueError("`generative.style_transfer` cannot be combined with background remove or blur")
+        styled = self.generative is not None and self.generative.style_transfer is not None
+        if styled and self.background is not None and (self.background.remove or self.background.blur):
+            raise ValueError("`generative.style_transfer` cannot be combined with background remove or blur")
         return self
 
     def ai_operations(self) -> list[str]:

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retouch.contracts.common import Lenient, Strict
 
-__all__ = ["ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions", "FORMAT_EXTENSIONS"]
+__all__ = ["FORMAT_EXTENSIONS", "ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions"]
 
 FormatName = Literal["jpeg", "png", "webp", "avif", "tiff"]
 
@@ -66,9 +66,8 @@ class OutputFormat(Lenient):
         if self.type == "png":
             if c is not None and c not in ("fast", "best", "optimal"):
                 raise ValueError(f"png compression must be fast, best or optimal, received {_show(c)}")
-        elif self.type in ("webp", "avif", "tiff"):
-            if isinstance(c, str) and c not in ("lossy", "lossless"):
-                raise ValueError(f"{self.type} compression must be lossy or lossless, received {c!r}")
+        elif self.type in ("webp", "avif", "tiff") and isinstance(c, str) and c not in ("lossy", "lossless"):
+            raise ValueError(f"{self.type} compression must be lossy or lossless, received {c!r}")
         return self
 
     def spec(self) -> EncodeSpec:
@@ -135,6 +134,13 @@ class OutputOptions(Strict):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None}
         return data
+
+    @model_validator(mode="after")
+    def _cmyk_needs_a_cmyk_format(self) -> OutputOptions:
+        cs = self.metadata.color_space if self.metadata else None
+        if cs is not None and cs.type == "CMYK" and self.format.type not in ("jpeg", "tiff"):
+            raise ValueError(f"CMYK output needs format jpeg or tiff; {self.format.type} has no CMYK mode")
+        return self
 
     @field_validator("destination")
     @classmethod

@@ -19,7 +19,7 @@ from retouch.pipeline.plan import Plan, make_plan
 from retouch.pipeline.steps import STEPS
 from retouch.settings import Limits
 
-__all__ = ["Encoded", "run", "configure_vips"]
+__all__ = ["Encoded", "configure_vips", "run"]
 
 
 @dataclass(frozen=True)

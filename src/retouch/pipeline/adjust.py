@@ -12,7 +12,7 @@ import pyvips
 from retouch.contracts.operations import Adjustments
 from retouch.pipeline.edit import Edit
 
-__all__ = ["adjust", "sharpen", "color_matrix"]
+__all__ = ["adjust", "color_matrix", "sharpen"]
 
 # Rec. 601 luma weights: the usual weights for "saturation" on gamma-encoded sRGB.
 _LUMA = (0.299, 0.587, 0.114)
@@ -25,12 +25,7 @@ def color_matrix(adj: Adjustments) -> tuple[list[list[float]], float]:
     sat = 1 + adj.saturation / 100
     matrix = []
     for row in range(3):
-        matrix.append(
-            [
-                gain * contrast * ((1 - sat) * _LUMA[col] + (sat if row == col else 0.0))
-                for col in range(3)
-            ]
-        )
+        matrix.append([gain * contrast * ((1 - sat) * _LUMA[col] + (sat if row == col else 0.0)) for col in range(3)])
     offset = 128 * (1 - contrast)
     return matrix, offset
 

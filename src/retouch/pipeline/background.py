@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from retouch.contracts.operations import ImageOperations
 
-__all__ = ["fill_color", "ALPHA_FORMATS"]
+__all__ = ["ALPHA_FORMATS", "fill_color"]
 
 ALPHA_FORMATS = frozenset({"png", "webp", "avif", "tiff"})
 WHITE = (255, 255, 255, 255)

@@ -14,7 +14,7 @@ from retouch.contracts.output import EncodeSpec, Metadata
 from retouch.pipeline.background import ALPHA_FORMATS
 from retouch.pipeline.edit import Edit
 
-__all__ = ["flatten", "encode", "CMYK_PROFILES"]
+__all__ = ["CMYK_PROFILES", "encode", "flatten"]
 
 #: The named press profiles of the contract. We cannot ship the FOGRA/SWOP/GRACoL files (their
 #: licences forbid redistribution), so an operator may drop them into RETOUCH_HOME/profiles/ under
@@ -62,7 +62,9 @@ def encode(image: pyvips.Image, spec: EncodeSpec, metadata: Metadata | None, pro
     fmt = spec.format
     if fmt == "jpeg":
         return bytes(
-            image.jpegsave_buffer(Q=spec.quality, interlace=spec.progressive, keep=keep, optimize_coding=spec.progressive)
+            image.jpegsave_buffer(
+                Q=spec.quality, interlace=spec.progressive, keep=keep, optimize_coding=spec.progressive
+            )
         )
     if fmt == "png":
         # fast: no row filter, zlib 1; optimal: adaptive filter at zlib 6 (a third smaller for ~2x the time);
@@ -73,9 +75,7 @@ def encode(image: pyvips.Image, spec: EncodeSpec, metadata: Metadata | None, pro
         return bytes(image.webpsave_buffer(Q=spec.quality, lossless=spec.lossless, effort=4, keep=keep))
     if fmt == "avif":
         return bytes(
-            image.heifsave_buffer(
-                Q=spec.quality, lossless=spec.lossless, compression="av1", effort=4, keep=keep
-            )
+            image.heifsave_buffer(Q=spec.quality, lossless=spec.lossless, compression="av1", effort=4, keep=keep)
         )
     if fmt == "tiff":
         if spec.lossless:

@@ -17,7 +17,7 @@ from retouch.errors import ImageError, LimitExceeded
 from retouch.pipeline.plan import Plan
 from retouch.settings import Limits
 
-__all__ = ["SourceInfo", "probe", "decode", "sniff", "FORMATS"]
+__all__ = ["FORMATS", "SourceInfo", "decode", "probe", "sniff"]
 
 #: ext (DECISIONS.md) -> (FORMAT, mime)
 FORMATS: dict[str, tuple[str, str]] = {
@@ -111,7 +111,8 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
     mps = width * height * max(1, pages) / 1e6
     if mps > limits.max_input_megapixels:
         raise LimitExceeded(
-            f"The input is {width}x{height}" + (f" with {pages} frames" if pages > 1 else "")
+            f"The input is {width}x{height}"
+            + (f" with {pages} frames" if pages > 1 else "")
             + f" ({mps:.1f} megapixels), over the input limit of {limits.max_input_megapixels:g} megapixels."
         )
     if orientation in (5, 6, 7, 8):
@@ -127,7 +128,9 @@ def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
             if not plan.resizes and plan.crop is None:
                 return image
             return image.thumbnail_image(
-                plan.fitted[0], height=plan.fitted[1], size="force" if plan.crop is None else "both",
+                plan.fitted[0],
+                height=plan.fitted[1],
+                size="force" if plan.crop is None else "both",
                 crop=plan.crop or "none",
             )
         if not plan.resizes and plan.crop is None:

@@ -31,8 +31,9 @@ async def upload(
     principal: ImageEditing,
     service: Svc,
     file: Annotated[UploadFile, File(description="The image. Its file name becomes the output's name.")],
-    data: Annotated[str, Form(description='JSON: {"operations": {...}, "output": ...} (an edit request without input).')]
-    = "{}",
+    data: Annotated[
+        str, Form(description='JSON: {"operations": {...}, "output": ...} (an edit request without input).')
+    ] = "{}",
 ) -> dict[str, Any]:
     try:
         parsed = json.loads(data) if data.strip() else {}

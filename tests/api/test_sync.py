@@ -1,0 +1,172 @@
+"""The synchronous API through real HTTP: uvicorn on loopback, inputs from a loopback image server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ImageServer, LiveApp, fixture_bytes, make_settings
+
+PREFIXES = ["/v1", "/v1-beta1"]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_edit_from_url(live: LiveApp, image_server: ImageServer, prefix: str) -> None:
+    body = {
+        "input": image_server.url("photo_large.jpg"),
+        "operations": {"resizing": {"width": 800}},
+        "output": {"format": "webp"},
+    }
+    with live.client() as client:
+        response = client.post(f"{prefix}/image/edit", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert set(data) == {"data"}
+    assert data["data"]["input"] == {
+        "ext": "jpeg",
+        "mps": 3.84,
+        "mime": "image/jpeg",
+        "format": "JPEG",
+        "width": 2400,
+        "height": 1600,
+    }
+    out = data["data"]["output"]
+    assert {k: out[k] for k in ("ext", "mime", "format", "width", "height")} == {
+        "ext": "webp",
+        "mime": "image/webp",
+        "format": "WEBP",
+        "width": 800,
+        "height": 533,
+    }
+    assert out["mps"] == 800 * 533 / 1e6
+    assert out["tmp_url"].startswith(f"{live.base}/v1/tmp/") and out["tmp_url"].endswith("/photo_large.webp")
+    # the tmp_url is served without any auth
+    result = httpx.get(out["tmp_url"])
+    assert result.status_code == 200
+    assert result.headers["content-type"] == "image/webp"
+    assert result.content[8:12] == b"WEBP"
+    uuid.UUID(response.headers["x-request-id"])
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_upload(live: LiveApp, prefix: str) -> None:
+    files = {"file": ("IMG_1.JPG", fixture_bytes("coffee.jpg"), "image/jpeg")}
+    data = {"data": '{"operations": {"resizing": {"width": 300, "height": 300}}, "output": {"format": "jpeg"}}'}
+    with live.client() as client:
+        response = client.post(f"{prefix}/image/edit/upload", files=files, data=data)
+    assert response.status_code == 200, response.text
+    out = response.json()["data"]["output"]
+    assert (out["width"], out["height"]) == (300, 300)
+    assert out["tmp_url"].endswith("/IMG_1.JPG")  # same format: the input's extension is kept as written
+
+
+def test_upload_data_part_with_json_content_type_and_output_name(live: LiveApp) -> None:
+    files = {
+        "file": ("the_image", fixture_bytes("alpha.png"), "application/octet-stream"),
+        "data": (None, '{"operations": {}, "output": {"format": "png"}}', "application/json"),
+    }
+    with live.client() as client:
+        response = client.post("/v1/image/edit/upload", files=files)
+    assert response.status_code == 200, response.text
+    out = response.json()["data"]["output"]
+    assert out["tmp_url"].endswith("/the_image.png")
+    assert response.json()["data"]["input"]["ext"] == "png"  # detected from the bytes, not the name
+
+
+def test_upload_without_data_part_and_empty_operations(live: LiveApp) -> None:
+    with live.client() as client:
+        response = client.post("/v1/image/edit/upload", files={"file": ("a.png", fixture_bytes("photo.png"))})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["output"]["tmp_url"].endswith("/a.jpg")
+
+
+def test_legacy_forms_accepted(live: LiveApp, image_server: ImageServer) -> None:
+    body = {
+        "input": image_server.url("coffee.jpg"),
+        "operations": {
+            "resizing": {"width": 200, "height": 200, "fit": {"crop": "smart"}},
+            "adjustments": None,
+            "background": {"color": "#ffffff", "remove": False},
+            "restorations": None,
+        },
+        "output": {"format": {"type": "png", "quality": 85}},
+    }
+    with live.client() as client:
+        response = client.post("/v1/image/edit", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["output"]["ext"] == "png"
+
+
+def test_auth_required_and_bad_key(live: LiveApp) -> None:
+    for key in (None, "rt_not-a-key"):
+        with live.client(key) as client:
+            response = client.post("/v1/image/edit", json={"input": "https://example.com/a.jpg", "operations": {}})
+        assert response.status_code == 401
+        assert response.json() == {
+            "error_code": "111",
+            "error_type": "auth",
+            "error_message": "Authorization is required.",
+            "error_details": {},
+        }
+        assert "x-request-id" in response.headers  # RateLimit-* too when limits are on (see the 429 test)
+
+
+def test_scope_required(live: LiveApp) -> None:
+    storage_only = live.service.keys.create("scoped", ("storage",))
+    with live.client(storage_only) as client:
+        response = client.post("/v1/image/edit", json={"input": "https://example.com/a.jpg", "operations": {}})
+    assert response.status_code == 403
+    assert response.json()["error_message"] == "Not enough permissions."
+
+
+def test_health_without_auth(live: LiveApp) -> None:
+    assert httpx.get(f"{live.base}/healthz").json() == {"data": {"status": "ok"}}
+    ready = httpx.get(f"{live.base}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["data"]["checks"]["database"] == "ok"
+
+
+def test_tmp_url_unknown_token_is_404(live: LiveApp) -> None:
+    response = httpx.get(f"{live.base}/v1/tmp/nope/file.jpg")
+    assert response.status_code == 404
+    assert response.json()["error_message"] == "Result not found or expired."
+
+
+def test_openapi_describes_every_operation_field(live: LiveApp) -> None:
+    schema = httpx.get(f"{live.base}/openapi.json").json()
+    resizing = schema["components"]["schemas"]["Resizing"]["properties"]
+    assert all("description" in field for field in resizing.values())
+    assert "/v1/image/edit" in schema["paths"] and "/v1/image/edit/upload" in schema["paths"]
+
+
+def test_rate_limit_headers_and_429(tmp_path: Path, image_server: ImageServer) -> None:
+    app = LiveApp(make_settings(tmp_path, rate_limit_per_minute=120, rate_limit_per_second=3))
+    try:
+        statuses = []
+        with app.client() as client:
+            for _ in range(5):
+                response = client.post("/v1/image/edit", json={"input": "ftp://x", "operations": {}})
+                statuses.append(response.status_code)
+                assert response.headers["RateLimit-Limit"].endswith("120;w=60, 3;w=1")
+                last = response
+        assert statuses.count(429) >= 1, statuses
+        assert last.status_code == 429
+        assert last.json() == {
+            "detail": {
+                "error_code": "2001",
+                "error_type": "general",
+                "error_message": "Too Many Requests. Rate limit exceeded.",
+            }
+        }
+        assert last.headers["RateLimit-Remaining"] == "-1"
+        assert last.headers["RateLimit-Limit"].startswith("3, ")
+        assert int(last.headers["RateLimit-Reset"]) in (0, 1)
+        # another key has its own budget
+        other = app.service.keys.create("other")
+        with app.client(other) as client:
+            assert client.post("/v1/image/edit", json={"input": "ftp://x", "operations": {}}).status_code == 422
+    finally:
+        app.close()

@@ -1,0 +1,136 @@
+"""The `retouch` command, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyvips
+
+from retouch.accounts import KeyStore
+from retouch.database import make_engine
+from tests.conftest import FIXTURES
+
+
+def retouch(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RETOUCH_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "retouch", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_edit_resizes_to_webp(tmp_path: Path) -> None:
+    out = tmp_path / "out.webp"
+    done = retouch(
+        "edit",
+        str(FIXTURES / "photo_large.jpg"),
+        "-o",
+        str(out),
+        "--ops",
+        '{"resizing": {"width": 800}}',
+        home=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    image = pyvips.Image.new_from_file(str(out))
+    assert (image.width, image.height) == (800, 533)
+    assert image.get("vips-loader").startswith("webp")
+
+
+def test_edit_ops_from_file_and_output_options(tmp_path: Path) -> None:
+    ops = tmp_path / "ops.json"
+    ops.write_text('{"padding": "10%", "background": {"color": "#000000"}}')
+    out = tmp_path / "out.png"
+    done = retouch(
+        "edit",
+        str(FIXTURES / "coffee.jpg"),
+        "-o",
+        str(out),
+        "--ops",
+        f"@{ops}",
+        "--output-options",
+        '{"format": {"type": "png", "compression": "fast"}}',
+        home=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert pyvips.Image.new_from_file(str(out)).getpoint(2, 2)[:3] == [0, 0, 0]
+
+
+def test_edit_bad_input_exit_code_and_message(tmp_path: Path) -> None:
+    out = tmp_path / "x.jpg"
+    done = retouch("edit", str(FIXTURES / "truncated.jpg"), "-o", str(out), home=tmp_path)
+    assert done.returncode == 2
+    assert "truncated or corrupt" in done.stderr
+    assert not out.exists()  # never a half-written output
+    done = retouch("edit", str(FIXTURES / "coffee.jpg"), "-o", str(out), "--ops", '{"padding": "x"}', home=tmp_path)
+    assert done.returncode == 2 and "operations.padding" in done.stderr
+
+
+def test_keys_create_prints_key_last_and_stores_hash(tmp_path: Path) -> None:
+    done = retouch("keys", "create", "--account", "acme", "--scopes", "image_editing", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    key = done.stdout.strip().splitlines()[-1]
+    assert key.startswith("rt_") and len(key) > 40
+    engine = make_engine(f"sqlite:///{tmp_path / 'retouch.db'}")
+    principal = KeyStore(engine).authenticate(key)
+    assert principal is not None and principal.account_name == "acme"
+    assert principal.scopes == frozenset({"image_editing"})
+    with engine.connect() as conn:
+        dump = "\n".join(str(row) for row in conn.exec_driver_sql("SELECT * FROM api_keys"))
+    assert key not in dump  # stored hashed
+    engine.dispose()
+    bad = retouch("keys", "create", "--account", "acme", "--scopes", "admin", home=tmp_path)
+    assert bad.returncode == 2 and "unknown scopes" in bad.stderr
+
+
+def test_doctor(tmp_path: Path) -> None:
+    done = retouch("doctor", home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "encode .avif: ok" in done.stdout
+
+
+def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "RETOUCH_HOME": str(tmp_path / "home")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retouch", "serve", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        key = lines[1].strip()
+        assert key.startswith("rt_"), lines
+        assert (tmp_path / "home" / "initial-api-key").read_text().strip() == key
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.1)
+        files = {"file": ("c.jpg", (FIXTURES / "coffee.jpg").read_bytes())}
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/image/edit/upload",
+            files=files,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
