@@ -1,0 +1,118 @@
+"""The storage interface every connector implements, and what they share (keys, retries, filters).
+
+A connector is bound to one configured storage: its root (bucket + path, or a folder) is fixed, and
+every key it takes is relative to that root. Keys use ``/`` whatever the backend.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol, TypeVar, runtime_checkable
+
+from retouch.errors import StorageError
+
+__all__ = [
+    "Connector",
+    "ObjectInfo",
+    "IMAGE_SUFFIXES",
+    "ObjectMissing",
+    "TransientStorageError",
+    "is_image_key",
+    "is_hidden",
+    "join_key",
+    "retry",
+]
+
+#: Suffixes taken from a folder listing (the bytes are sniffed again when the item runs).
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff", ".gif", ".bmp"}
+)
+
+
+class ObjectMissing(StorageError):
+    """The object does not exist (permanent: never retried)."""
+
+    status = 404
+
+
+class TransientStorageError(StorageError):
+    """A timeout, 5xx or throttling answer: worth another try."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the connector's root
+    size: int | None = None
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One storage. Implementations: memory, local, s3, gcs, web_folder."""
+
+    #: ``s3``, ``gcs``, ``web_folder``, ``local``, ``memory``
+    kind: str
+    read_only: bool
+
+    def list(self, prefix: str, recursive: bool) -> Iterator[ObjectInfo]:
+        """Objects under the folder ``prefix`` ("" = root), lazily, page by page. Directory markers
+        and hidden files (a segment starting with '.') are skipped. Non-recursive lists only the
+        folder's own objects."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; :class:`ObjectMissing` when there is none."""
+        ...
+
+    def write(self, key: str, data: bytes, content_type: str) -> None:
+        """Write atomically: readers see the old object or the whole new one, never a part."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def locate(self, key: str) -> tuple[str | None, str, str]:
+        """(bucket, key in the bucket, URI) of an object, for the response's object_* fields."""
+        ...
+
+
+def join_key(*parts: str) -> str:
+    """Join storage path and relative key with single slashes; a trailing slash is kept (folder)."""
+    cleaned = [p.strip("/") for p in parts if p and p.strip("/")]
+    joined = "/".join(cleaned)
+    if parts and parts[-1].endswith("/") and joined:
+        joined += "/"
+    return joined
+
+
+def is_hidden(key: str) -> bool:
+    return any(part.startswith(".") for part in key.split("/") if part)
+
+
+def is_image_key(key: str) -> bool:
+    return not key.endswith("/") and not is_hidden(key) and PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES
+
+
+def check_relative(key: str) -> str:
+    """Refuse keys that could escape a root: '..' segments, empty segments are folded."""
+    parts = [p for p in key.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        raise StorageError(f"The path {key!r} is not allowed: '..' segments cannot be used.")
+    return "/".join(parts) + ("/" if key.endswith("/") and parts else "")
+
+
+T = TypeVar("T")
+
+
+def retry(action: Callable[[], T], *, attempts: int = 4, base_delay: float = 0.2) -> T:
+    """Run ``action``, retrying :class:`TransientStorageError` with exponential backoff and jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except TransientStorageError:
+            if attempt == attempts:
+                raise
+            time.sleep(base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
