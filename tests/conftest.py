@@ -106,6 +106,17 @@ class LiveApp:
         self.service = self.app.state.service
         self.key = self.service.keys.create("tests")
 
+    def add_local_storage(self, name: str, key: str | None = None) -> Path:
+        """A `local` storage for the tests' account, on a folder under the home's storage root."""
+        folder = self.settings.storage_roots[0] / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.client(key or "default") as client:
+            response = client.post(
+                "/v1/storage/storages", json={"name": name, "type": "local", "parameters": {"path": str(folder)}}
+            )
+        assert response.status_code == 200, response.text
+        return folder
+
     def client(self, key: str | None = "default") -> httpx.Client:
         headers = {}
         if key is not None:

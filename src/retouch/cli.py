@@ -32,23 +32,14 @@ def _ops_argument(value: str) -> dict[str, Any]:
 
 
 def ensure_first_key(settings: Settings) -> str | None:
-    """The embedded default makes one account and key on first start, printed once and saved
-    (mode 0600) under RETOUCH_HOME so it is not lost with the terminal."""
-    from retouch.accounts import KeyStore
-    from retouch.database import make_engine
+    """The embedded default makes one account, its key and a `local` storage on first start."""
+    from retouch.service import Service
 
-    engine = make_engine(settings.resolved_database_url)
+    service = Service(settings)
     try:
-        store = KeyStore(engine)
-        if store.count():
-            return None
-        key = store.create("default")
+        return service.first_start()
     finally:
-        engine.dispose()
-    path = settings.resolved_home / "initial-api-key"
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key
+        service.close()
 
 
 @app.command()

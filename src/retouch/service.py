@@ -20,11 +20,16 @@ from retouch.accounts import KeyStore
 from retouch.contracts.edit import EditRequest, UploadData
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
+from retouch.contracts.storages import StorageIn
 from retouch.database import make_engine
-from retouch.errors import OperationUnavailable, RetouchError, StorageError
+from retouch.errors import LimitExceeded, OperationUnavailable, RetouchError, StorageError
 from retouch.pipeline import Encoded, configure_vips, run
 from retouch.pipeline.load import FORMATS
 from retouch.settings import Limits, Settings
+from retouch.storage.base import ObjectMissing, retry
+from retouch.storage.catalog import StorageCatalog
+from retouch.storage.registry import parse_storage_uri
+from retouch.storage.secrets import SecretBox, load_or_create_key
 from retouch.storage.url import FetchPolicy, fetch, guarded_client
 from retouch.tmpstore import TmpStore
 
@@ -100,6 +105,25 @@ class Service:
         # context, CA bundle) and loses keep-alive. httpx clients are safe to share between threads.
         self._http = guarded_client(self.fetch_policy)
         self._pool: ProcessPoolExecutor | None = None
+        box = SecretBox(load_or_create_key(self.settings.secret_key, home))
+        self.storages = StorageCatalog(self.engine, box, self.fetch_policy, self.settings.storage_roots)
+
+    def first_start(self) -> str | None:
+        """On an empty database: account `default`, its key (returned, and saved with mode 0600 under
+        RETOUCH_HOME so it is not lost with the terminal) and `storage://local/` on RETOUCH_HOME/storage."""
+        if self.keys.count():
+            return None
+        key = self.keys.create("default")
+        principal = self.keys.authenticate(key)
+        assert principal is not None
+        folder = self.settings.storage_roots[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = StorageIn.model_validate({"name": "local", "type": "local", "parameters": {"path": str(folder)}})
+        self.storages.create(principal.account_id, spec)
+        path = self.settings.resolved_home / "initial-api-key"
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        return key
 
     # ---------------------------------------------------------------- worker pool
 
@@ -140,40 +164,69 @@ class Service:
 
     # ---------------------------------------------------------------- use cases
 
-    async def read_input(self, source: str) -> tuple[bytes, str]:
-        """Bytes and file name of an input URI."""
+    def read_input_sync(self, account_id: int, source: str) -> tuple[bytes, str]:
+        """Bytes and file name of an input: an http(s) URL or a storage:// file."""
         if source.startswith(("http://", "https://")):
-            fetched = await asyncio.to_thread(fetch, source, self.fetch_policy, client=self._http)
+            fetched = fetch(source, self.fetch_policy, client=self._http)
             return fetched.data, fetched.name
-        raise StorageError(
-            f"Cannot read {source}: storage:// inputs need a storage connector, which this version does not have yet."
-        )
-
-    async def edit(self, request: EditRequest) -> dict[str, Any]:
-        check_available(request.operations)
-        self._check_destination(request.output)
-        data, name = await self.read_input(request.input)
-        return await self._edit_data(data, name, request.operations, request.output)
-
-    async def edit_upload(self, data: bytes, filename: str, upload: UploadData) -> dict[str, Any]:
-        check_available(upload.operations)
-        self._check_destination(upload.output)
-        return await self._edit_data(data, filename or "image", upload.operations, upload.output)
-
-    def _check_destination(self, output: OutputOptions) -> None:
-        if output.destination is not None:
+        uri = parse_storage_uri(source)
+        if uri.is_folder:
             raise StorageError(
-                f"Cannot write to {output.destination}: storage:// destinations need a storage connector, "
-                "which this version does not have yet."
+                f"{source} is a folder; a single edit needs a file (use the batch endpoint for folders)."
             )
+        connector = self.storages.connector(account_id, uri.name)
+        try:
+            data = retry(lambda: connector.read(uri.path))
+        except ObjectMissing:
+            raise StorageError(f"Cannot read {source}: the object does not exist.") from None
+        if len(data) > self.limits.max_input_bytes:
+            raise LimitExceeded(
+                f"The input is {len(data)} bytes, over the input size limit of {self.limits.max_input_bytes} bytes."
+            )
+        return data, uri.path.rsplit("/", 1)[-1]
+
+    def write_output_sync(
+        self, account_id: int, destination: str | None, name: str, data: bytes, out_format: str
+    ) -> dict[str, Any]:
+        """Write a result; returns the output-location fields of the response."""
+        if destination is None:
+            return {"tmp_url": self.tmp.put(name, data)}
+        uri = parse_storage_uri(destination)
+        connector = self.storages.connector(account_id, uri.name)
+        if connector.read_only:
+            raise StorageError(f"Cannot write to {destination}: {connector.kind} storages are read-only.")
+        key = uri.path + name if uri.is_folder else uri.path
+        retry(lambda: connector.write(key, data, FORMATS[out_format][1]))
+        bucket, object_key, object_uri = connector.locate(key)
+        return {
+            "object_key": object_key,
+            "object_bucket": bucket,
+            "object_uri": object_uri,
+            "claid_storage_uri": f"storage://{uri.name}/{key}",
+        }
+
+    async def edit(self, account_id: int, request: EditRequest) -> dict[str, Any]:
+        check_available(request.operations)
+        if request.output.destination is not None:
+            parse_storage_uri(request.output.destination)  # a malformed destination fails before any work
+        data, name = await asyncio.to_thread(self.read_input_sync, account_id, request.input)
+        return await self._edit_data(account_id, data, name, request.operations, request.output)
+
+    async def edit_upload(self, account_id: int, data: bytes, filename: str, upload: UploadData) -> dict[str, Any]:
+        check_available(upload.operations)
+        return await self._edit_data(account_id, data, filename or "image", upload.operations, upload.output)
 
     async def _edit_data(
-        self, data: bytes, name: str, operations: ImageOperations, output: OutputOptions
+        self, account_id: int, data: bytes, name: str, operations: ImageOperations, output: OutputOptions
     ) -> dict[str, Any]:
         result = await self._process(data, operations, output)
         out_name = output_name(name, result.source.ext, result.format)
-        url = await asyncio.to_thread(self.tmp.put, out_name, result.data)
-        out = image_object(result.format, result.width, result.height) | {"tmp_url": url}
+        where = await asyncio.to_thread(
+            self.write_output_sync, account_id, output.destination, out_name, result.data, result.format
+        )
+        out = image_object(result.format, result.width, result.height) | {
+            k: v for k, v in where.items() if v is not None
+        }
         if result.frames_dropped:
             out["frames_dropped"] = result.frames_dropped
         return {"input": image_object(result.source.ext, result.source.width, result.source.height), "output": out}

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     fetch_timeout_seconds: float = 30.0
     fetch_max_redirects: int = 5
+    secret_key: str | None = Field(
+        None, description="Fernet key that encrypts storage credentials; default: generated under home."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -77,6 +80,10 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def storage_roots(self) -> list[Path]:
+        return [p.expanduser().resolve() for p in self.local_storage_roots] or [self.resolved_home / "storage"]
 
     @property
     def tmp_dir(self) -> Path:

@@ -164,12 +164,19 @@ CASES = [
     Case("url 404", 400, "web", "404", body=ops({}, input_url="@missing.jpg")),
     Case("oversize download", 400, "web", "input size limit", body=ops({}, input_url="@big/3000000")),
     Case(
-        "storage destination (connector not yet built)",
+        "unknown storage destination",
         400,
         "storage",
-        "storage connector",
+        "No storage named 'bucket'",
         body=ops({}, "storage://bucket/out/"),
     ),
+    Case("unknown storage input", 400, "storage", "No storage named", body=ops({}, input_url="storage://nope/a.jpg")),
+    Case("storage folder as sync input", 400, "storage", "is a folder", body=ops({}, input_url="storage://local/in/")),
+    Case(
+        "missing storage object", 400, "storage", "does not exist", body=ops({}, input_url="storage://local/none.jpg")
+    ),
+    Case("storage path escaping", 422, "validation", "'..'", body=ops({}, input_url="storage://local/../etc/passwd")),
+    Case("destination not storage", 422, "validation", "storage://", body=ops({}, {"destination": "https://x/y.jpg"})),
 ]
 
 
@@ -177,6 +184,7 @@ CASES = [
 def strict_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     # Small byte limit for the oversize cases; loopback allowed only on the fixture server's port.
     app = LiveApp(make_settings(tmp_path_factory.mktemp("strict"), max_input_bytes=2_000_000))
+    app.add_local_storage("local")
     yield app
     app.close()
 

@@ -46,7 +46,11 @@ class ConnectorContract:
             seed(key, b"x")
         assert keys(connector) == ["b.png", "top.jpg"]
         assert keys(connector, recursive=True) == [
-            "b.png", "other/y.jpg", "sub/deeper/x.webp", "sub/inner.jpg", "top.jpg",
+            "b.png",
+            "other/y.jpg",
+            "sub/deeper/x.webp",
+            "sub/inner.jpg",
+            "top.jpg",
         ]
         assert keys(connector, "sub/") == ["sub/inner.jpg"]
         assert keys(connector, "sub", recursive=True) == ["sub/deeper/x.webp", "sub/inner.jpg"]
@@ -103,5 +107,5 @@ class WritableContract(ConnectorContract):
 
     def test_locate(self, connector: Connector) -> None:
         connector.write("x/y.png", b"1", "image/png")
-        bucket, key, uri = connector.locate("x/y.png")
+        _bucket, key, uri = connector.locate("x/y.png")
         assert key.endswith("x/y.png") and "y.png" in uri

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retouch import __version__
 from retouch.api.ratelimit import RateLimiter
-from retouch.api.routes import edit, health, tmp
+from retouch.api.routes import edit, health, storages, tmp
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
 from retouch.service import Service
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     for prefix in PREFIXES:
         app.include_router(edit.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        app.include_router(storages.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
     return app

@@ -16,13 +16,13 @@ from typing import Protocol, TypeVar, runtime_checkable
 from retouch.errors import StorageError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "Connector",
     "ObjectInfo",
-    "IMAGE_SUFFIXES",
     "ObjectMissing",
     "TransientStorageError",
-    "is_image_key",
     "is_hidden",
+    "is_image_key",
     "join_key",
     "retry",
 ]

@@ -23,7 +23,7 @@ Svc = Annotated[Service, Depends(get_service)]
 @router.post("/image/edit", summary="Edit one image and wait for the result")
 async def edit(body: EditRequest, principal: ImageEditing, service: Svc) -> dict[str, Any]:
     """Fetch `input`, apply `operations`, write `output`; answers `{"data": {"input", "output"}}`."""
-    return {"data": await service.edit(body)}
+    return {"data": await service.edit(principal.account_id, body)}
 
 
 @router.post("/image/edit/upload", summary="Edit an uploaded image and wait for the result")
@@ -44,4 +44,4 @@ async def upload(
     content = await file.read(limit + 1)
     if len(content) > limit:
         raise LimitExceeded(f"The upload is over the input size limit of {limit} bytes.")
-    return {"data": await service.edit_upload(content, file.filename or "image", options)}
+    return {"data": await service.edit_upload(principal.account_id, content, file.filename or "image", options)}

@@ -1,0 +1,101 @@
+"""Storage connector requests and responses (``/v1/storage/...``). Secrets are write-only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from retouch.contracts.common import Strict
+
+__all__ = ["STORAGE_TYPES", "Credentials", "StorageIn", "StorageOut", "StorageParameters", "StorageUpdate"]
+
+STORAGE_TYPES = ("web_folder", "s3", "gcs", "local")
+StorageType = Literal["web_folder", "s3", "gcs", "local"]
+
+
+class Credentials(Strict):
+    access_key: str | None = Field(None, min_length=1, max_length=512, description="S3 access key / GCS HMAC key id.")
+    secret_access_key: str | None = Field(None, min_length=1, max_length=1024, description="Write-only secret.")
+    service_account: dict[str, Any] | None = Field(
+        None, description="gcs only (extension): a service-account JSON key, instead of HMAC keys. Write-only."
+    )
+
+
+class StorageParameters(Strict):
+    """Every parameter any type takes; which are required depends on the type (checked below)."""
+
+    bucket: str | None = Field(None, min_length=1, max_length=255, description="s3/gcs: the bucket.")
+    path: str | None = Field(None, max_length=1024, description="s3/gcs: folder inside the bucket; local: the folder.")
+    credentials: Credentials | None = Field(None, description="s3/gcs: access keys (never returned but access_key).")
+    base_url: str | None = Field(None, min_length=1, max_length=4096, description="web_folder: http(s) base URL.")
+    endpoint_url: str | None = Field(
+        None, max_length=4096, description="s3/gcs (extension): S3-compatible or emulator endpoint (MinIO, R2, Ceph)."
+    )
+    region: str | None = Field(None, max_length=64, description="s3 (extension): region, default us-east-1.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prefix_alias(cls, data: Any) -> Any:
+        # Older Claid docs call the folder `prefix`.
+        if isinstance(data, dict) and "prefix" in data and "path" not in data:
+            data = {**data, "path": data["prefix"]}
+            del data["prefix"]
+        return data
+
+
+def check_parameters(kind: str, params: StorageParameters) -> None:
+    """Raise ValueError when the parameters do not fit the type."""
+    creds = params.credentials
+    if kind in ("s3", "gcs"):
+        if not params.bucket:
+            raise ValueError(f"parameters.bucket is required for {kind}")
+        hmac = creds is not None and creds.access_key and creds.secret_access_key
+        account = kind == "gcs" and creds is not None and creds.service_account
+        if not (hmac or account or (kind == "gcs" and params.endpoint_url)):
+            need = "access_key and secret_access_key" + (" (or service_account)" if kind == "gcs" else "")
+            raise ValueError(f"parameters.credentials needs {need} for {kind}")
+        if params.base_url:
+            raise ValueError(f"parameters.base_url does not apply to {kind}")
+    elif kind == "web_folder":
+        if not params.base_url or not params.base_url.startswith(("http://", "https://")):
+            raise ValueError("parameters.base_url (an http(s) URL) is required for web_folder")
+        if params.bucket or creds:
+            raise ValueError("web_folder takes only base_url")
+    elif kind == "local":
+        if not params.path:
+            raise ValueError("parameters.path (an absolute folder) is required for local")
+        if params.bucket or creds or params.base_url:
+            raise ValueError("local takes only path")
+
+
+class StorageIn(Strict):
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=50,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Unique per account; used in storage://name/path.",
+    )
+    type: StorageType = Field(..., description="s3 | gcs | web_folder | local.")
+    parameters: StorageParameters
+
+    @model_validator(mode="after")
+    def _fits(self) -> StorageIn:
+        check_parameters(self.type, self.parameters)
+        return self
+
+
+class StorageUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    type: StorageType | None = None
+    parameters: dict[str, Any] | None = Field(None, description="Any subset; nested fields optional.")
+
+
+class StorageOut(BaseModel):
+    id: int
+    name: str
+    type: str
+    parameters: dict[str, Any]
+    created_at: datetime

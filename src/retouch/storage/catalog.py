@@ -1,0 +1,169 @@
+"""An account's storages: stored in the database (secrets sealed), turned into connectors on use."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from retouch.contracts.storages import StorageIn, StorageParameters, check_parameters
+from retouch.database import StorageRow
+from retouch.errors import ConflictError, NotFound, StorageError, ValidationFailed
+from retouch.storage.base import Connector
+from retouch.storage.registry import build_connector
+from retouch.storage.secrets import SecretBox
+from retouch.storage.url import FetchPolicy
+
+__all__ = ["StorageCatalog"]
+
+_SECRET_FIELDS = ("secret_access_key", "service_account")
+
+
+def _split(params: StorageParameters) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(public parameters, secrets). The access key is public (Claid returns it); the rest is sealed."""
+    public = params.model_dump(exclude_none=True, exclude={"credentials"})
+    secrets: dict[str, Any] = {}
+    if params.credentials is not None:
+        creds = params.credentials.model_dump(exclude_none=True)
+        if "access_key" in creds:
+            public["access_key"] = creds["access_key"]
+        secrets = {k: v for k, v in creds.items() if k in _SECRET_FIELDS or k == "access_key"}
+    return public, secrets
+
+
+def _out(row: StorageRow) -> dict[str, Any]:
+    params = dict(row.parameters)
+    if row.type in ("s3", "gcs"):
+        shown: dict[str, Any] = {"path": params.get("path", ""), "bucket": params.get("bucket")}
+        if "access_key" in params:
+            shown["credentials"] = {"access_key": params["access_key"]}
+        for extra in ("endpoint_url", "region"):
+            if extra in params:
+                shown[extra] = params[extra]
+    elif row.type == "web_folder":
+        shown = {"base_url": params.get("base_url")}
+    else:
+        shown = {"path": params.get("path", "")}
+    return {"id": row.id, "name": row.name, "type": row.type, "parameters": shown, "created_at": row.created_at}
+
+
+class StorageCatalog:
+    def __init__(self, engine: Engine, box: SecretBox, fetch_policy: FetchPolicy, local_roots: list[Path]) -> None:
+        self._engine = engine
+        self._box = box
+        self._fetch_policy = fetch_policy
+        self._roots = local_roots
+        self._cache: dict[tuple[int, str], tuple[datetime, Connector]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ CRUD
+
+    def list(self, account_id: int) -> list[dict[str, Any]]:
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(StorageRow).where(StorageRow.account_id == account_id).order_by(StorageRow.id)
+            )
+            return [_out(row) for row in rows]
+
+    def _row(self, session: Session, account_id: int, storage_id: int) -> StorageRow:
+        row = session.get(StorageRow, storage_id)
+        if row is None or row.account_id != account_id:  # another account's storage is simply not found
+            raise NotFound("Storage not found.")
+        return row
+
+    def get(self, account_id: int, storage_id: int) -> dict[str, Any]:
+        with Session(self._engine) as session:
+            return _out(self._row(session, account_id, storage_id))
+
+    def create(self, account_id: int, spec: StorageIn) -> dict[str, Any]:
+        public, secrets = _split(spec.parameters)
+        self._check_usable(spec.name, spec.type, public, secrets)
+        row = StorageRow(
+            account_id=account_id,
+            name=spec.name,
+            type=spec.type,
+            parameters=public,
+            sealed=self._box.seal(secrets) if secrets else None,
+        )
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.add(row)
+                session.flush()
+                return _out(row)
+        except IntegrityError:
+            raise ConflictError(f"A storage named {spec.name!r} already exists.") from None
+
+    def update(self, account_id: int, storage_id: int, patch: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with Session(self._engine) as session, session.begin():
+                row = self._row(session, account_id, storage_id)
+                current = dict(row.parameters)
+                secrets = self._box.open(row.sealed)
+                creds = {"access_key": current.pop("access_key", None), **secrets}
+                merged_params = {**current, "credentials": {k: v for k, v in creds.items() if v is not None}}
+                new_params = dict(patch.get("parameters") or {})
+                if "credentials" in new_params:
+                    merged_params["credentials"] = {
+                        **merged_params["credentials"],
+                        **(new_params.pop("credentials") or {}),
+                    }
+                merged_params.update(new_params)
+                if not merged_params["credentials"]:
+                    del merged_params["credentials"]
+                kind = patch.get("type") or row.type
+                try:
+                    params = StorageParameters.model_validate(merged_params)
+                    check_parameters(kind, params)
+                except ValueError as exc:
+                    raise ValidationFailed(str(exc).splitlines()[0]) from None
+                public, sealed = _split(params)
+                name = patch.get("name") or row.name
+                self._check_usable(name, kind, public, sealed)
+                row.name, row.type, row.parameters = name, kind, public
+                row.sealed = self._box.seal(sealed) if sealed else None
+                session.flush()
+                out = _out(row)
+        except IntegrityError:
+            raise ConflictError(f"A storage named {patch.get('name')!r} already exists.") from None
+        self._forget(account_id)
+        return out
+
+    def delete(self, account_id: int, storage_id: int) -> None:
+        """Disconnects the storage; the bucket or folder itself is left untouched."""
+        with Session(self._engine) as session, session.begin():
+            session.delete(self._row(session, account_id, storage_id))
+        self._forget(account_id)
+
+    def _check_usable(self, name: str, kind: str, public: dict[str, Any], secrets: dict[str, Any]) -> None:
+        # Building the connector checks what can be checked offline (local roots, libraries present).
+        build_connector(name, kind, public, secrets, fetch_policy=self._fetch_policy, local_roots=self._roots)
+
+    def _forget(self, account_id: int) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == account_id]:
+                del self._cache[key]
+
+    # ------------------------------------------------------------------ use
+
+    def connector(self, account_id: int, name: str) -> Connector:
+        """The connector for ``storage://name/...`` of this account (cached until the row changes)."""
+        with Session(self._engine) as session:
+            row = session.scalar(select(StorageRow).where(StorageRow.account_id == account_id, StorageRow.name == name))
+            if row is None:
+                raise StorageError(f"No storage named {name!r}: create it with POST /v1/storage/storages first.")
+            stamp, kind, params, sealed = row.updated_at, row.type, dict(row.parameters), row.sealed
+        with self._lock:
+            hit = self._cache.get((account_id, name))
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+        connector = build_connector(
+            name, kind, params, self._box.open(sealed), fetch_policy=self._fetch_policy, local_roots=self._roots
+        )
+        with self._lock:
+            self._cache[(account_id, name)] = (stamp, connector)
+        return connector
