@@ -74,5 +74,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    import retouch.jobs.models  # noqa: F401  (registers the job tables on Base.metadata)
+
     Base.metadata.create_all(engine)
     return engine

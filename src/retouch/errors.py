@@ -42,6 +42,11 @@ class RetouchError(Exception):
         self.public_message = message
         self.details: dict[str, list[str]] = details or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (worker -> API): rebuild with message, details and any
+        # per-instance status/code overrides, whatever the subclass constructor takes.
+        return (_rebuild, (type(self), self.public_message, self.details, dict(self.__dict__)))
+
     def envelope(self) -> dict[str, Any]:
         """The contract's error body for this error."""
         return {
@@ -50,6 +55,13 @@ class RetouchError(Exception):
             "error_message": self.public_message,
             "error_details": self.details,
         }
+
+
+def _rebuild(cls: type[RetouchError], message: str, details: dict[str, list[str]], state: dict[str, Any]) -> Any:
+    error = RetouchError.__new__(cls)
+    RetouchError.__init__(error, message, details=details)
+    error.__dict__.update(state)
+    return error
 
 
 class AuthError(RetouchError):

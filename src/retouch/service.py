@@ -7,23 +7,33 @@ fetched, processed or stored.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.orm import Session
 
 from retouch.accounts import KeyStore
 from retouch.contracts.edit import EditRequest, UploadData
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
 from retouch.contracts.storages import StorageIn
+from retouch.contracts.tasks import BatchEditRequest
 from retouch.database import make_engine
 from retouch.errors import LimitExceeded, OperationUnavailable, RetouchError, StorageError
-from retouch.pipeline import Encoded, configure_vips, run
+from retouch.executors.local import LocalExecutor
+from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
+from retouch.jobs.janitor import Janitor
+from retouch.jobs.listing import expand, guess_ext
+from retouch.jobs.models import Task
+from retouch.jobs.runner import init_worker
+from retouch.jobs.store import ItemSpec, TaskStore
+from retouch.jobs.webhooks import WebhookSender, WebhookStore
+from retouch.pipeline import Encoded, run
 from retouch.pipeline.load import FORMATS
 from retouch.settings import Limits, Settings
 from retouch.storage.base import ObjectMissing, retry
@@ -34,6 +44,8 @@ from retouch.storage.url import FetchPolicy, fetch, guarded_client
 from retouch.tmpstore import TmpStore
 
 __all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_name"]
+
+log = logging.getLogger("retouch.service")
 
 # Operations of the contract that need a model; they are validated now and answer 422 until the
 # AI issue ships their offline models.
@@ -75,10 +87,6 @@ def edit_bytes(data: bytes, operations: ImageOperations, output: OutputOptions, 
     return run(data, operations, output, limits)
 
 
-def _worker_init() -> None:
-    configure_vips(threads=1)
-
-
 def _name_from_url(url: str) -> str:
     segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     return segment or "image"
@@ -86,13 +94,18 @@ def _name_from_url(url: str) -> str:
 
 @dataclass
 class Service:
+    """The use cases. ``worker=True`` builds only what a worker process needs (no pool, no threads);
+    the API calls :meth:`start` to run the worker pool, the dispatcher, listers and webhooks."""
+
     settings: Settings
+    worker: bool = False
 
     def __post_init__(self) -> None:
         home = self.settings.resolved_home
         home.mkdir(parents=True, exist_ok=True)
         self.engine = make_engine(self.settings.resolved_database_url)
         self.keys = KeyStore(self.engine)
+        self.tasks = TaskStore(self.engine)
         self.tmp = TmpStore(self.settings.tmp_dir, self.settings.resolved_public_url, self.settings.tmp_retention_hours)
         self.limits = self.settings.limits
         self.fetch_policy = FetchPolicy(
@@ -104,9 +117,31 @@ class Service:
         # One guarded client for the process: creating one per request costs ~20 ms of CPU (TLS
         # context, CA bundle) and loses keep-alive. httpx clients are safe to share between threads.
         self._http = guarded_client(self.fetch_policy)
-        self._pool: ProcessPoolExecutor | None = None
         box = SecretBox(load_or_create_key(self.settings.secret_key, home))
+        self.box = box
         self.storages = StorageCatalog(self.engine, box, self.fetch_policy, self.settings.storage_roots)
+        self.webhooks = WebhookStore(self.engine, box)
+        self._pool: WorkerPool | None = None
+        self._executor: LocalExecutor | None = None
+        self._background: list[Any] = []
+        self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retouch-list")
+
+    def start(self) -> None:
+        """Start the worker pool, the dispatcher, pending listings, webhook delivery and clean-up."""
+        if self._pool is not None:
+            return
+        self._pool = WorkerPool(
+            self.worker_count,
+            initializer=init_worker,
+            initargs=(self.settings,),
+            default_deadline=self.settings.item_timeout_seconds,
+        )
+        self._executor = LocalExecutor(self.tasks, self._pool, self.settings.item_timeout_seconds)
+        sender = WebhookSender(self.tasks, self.webhooks, self._http, self.result_url, self.settings, self.fetch_policy)
+        janitor = Janitor(self)
+        self._background = [sender, janitor]
+        for task_id in self.tasks.unlisted_tasks():  # listings cut short by a crash or restart
+            self._listers.submit(self._list_task, task_id)
 
     def first_start(self) -> str | None:
         """On an empty database: account `default`, its key (returned, and saved with mode 0600 under
@@ -131,36 +166,36 @@ class Service:
     def worker_count(self) -> int:
         return self.settings.workers or os.cpu_count() or 1
 
-    def pool(self) -> ProcessPoolExecutor:
+    @property
+    def pool(self) -> WorkerPool:
         if self._pool is None:
-            # spawn, not fork: the API process runs threads (uvicorn, httpx) that fork would copy mid-lock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.worker_count,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
-            )
+            raise RuntimeError("Service.start() was not called")
         return self._pool
 
     def close(self) -> None:
+        for part in self._background:
+            part.stop()
+        self._listers.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
         self._http.close()
         self.engine.dispose()
 
     async def _process(self, data: bytes, operations: ImageOperations, output: OutputOptions) -> Encoded:
-        loop = asyncio.get_running_loop()
+        # Priority 0: a sync request overtakes queued async and batch items.
+        future = self.pool.submit(edit_bytes, data, operations, output, self.limits, priority=0)
         try:
-            future = loop.run_in_executor(self.pool(), edit_bytes, data, operations, output, self.limits)
-            return await asyncio.wait_for(future, timeout=self.settings.item_timeout_seconds)
-        except BrokenProcessPool:
-            # A worker died (a decoder crash or the OOM killer): replace the pool so later requests work.
-            self._pool = None
+            result: Encoded = await asyncio.wrap_future(future)
+        except WorkerCrashed:
             raise RetouchError("The image worker stopped unexpectedly while processing this image.") from None
-        except TimeoutError:
+        except DeadlineExceeded:
             raise RetouchError(
                 f"Processing took longer than the limit of {self.settings.item_timeout_seconds:g} seconds."
             ) from None
+        return result
 
     # ---------------------------------------------------------------- use cases
 
@@ -190,7 +225,7 @@ class Service:
     ) -> dict[str, Any]:
         """Write a result; returns the output-location fields of the response."""
         if destination is None:
-            return {"tmp_url": self.tmp.put(name, data)}
+            return {"tmp_url": self.tmp.put(PurePosixPath(name).name, data)}
         uri = parse_storage_uri(destination)
         connector = self.storages.connector(account_id, uri.name)
         if connector.read_only:
@@ -230,3 +265,89 @@ class Service:
         if result.frames_dropped:
             out["frames_dropped"] = result.frames_dropped
         return {"input": image_object(result.source.ext, result.source.width, result.source.height), "output": out}
+
+    # ---------------------------------------------------------------- async and batch
+
+    def result_url(self, kind: str, task_id: int) -> str:
+        return f"{self.settings.resolved_public_url}/v1/image/edit/{kind}/{task_id}"
+
+    def submit_async(self, account_id: int, request: EditRequest, raw: dict[str, Any]) -> dict[str, Any]:
+        check_available(request.operations)
+        if request.output.destination is not None:
+            parse_storage_uri(request.output.destination)
+        if request.input.startswith("storage://"):
+            self.storages.connector(account_id, parse_storage_uri(request.input).name)  # unknown storage: 400 now
+        task = self.tasks.create(account_id, "async", raw)
+        name = _name_from_url(request.input)
+        spec = ItemSpec(request.input, output_name(name, guess_ext(name), request.output.format.type))
+        self.tasks.add_items(task.id, [spec], 0)
+        self.tasks.mark_listed(task.id)
+        self._notify()
+        # The accepting answer says ACCEPTED even if a worker already picked the item up (the contract's rule).
+        return self.tasks.view(task, self.result_url("async", task.id)) | {"status": "ACCEPTED"}
+
+    def submit_batch(self, account_id: int, request: BatchEditRequest, raw: dict[str, Any]) -> dict[str, Any]:
+        check_available(request.operations)
+        if request.output.destination is not None:
+            dest = parse_storage_uri(request.output.destination)
+            if self.storages.connector(account_id, dest.name).read_only:
+                raise StorageError(f"Cannot write to {request.output.destination}: the storage is read-only.")
+        for source in request.sources():
+            if source.source.startswith("storage://"):
+                self.storages.connector(account_id, parse_storage_uri(source.source).name)
+        task = self.tasks.create(account_id, "batch", raw)
+        # Listing happens in the background: a folder of 100,000 objects must not hold up the answer.
+        self._listers.submit(self._list_task, task.id)
+        return self.tasks.view(task, self.result_url("batch", task.id)) | {"status": "ACCEPTED"}
+
+    def _list_task(self, task_id: int) -> None:
+        lease = 120.0
+        if not self.tasks.take_listing(task_id, lease):
+            return
+        try:
+            with Session(self.engine) as session:
+                task = session.get(Task, task_id)
+                assert task is not None
+                account_id, raw = task.account_id, dict(task.request)
+            request = BatchEditRequest.model_validate(raw)
+            fmt = request.output.format.type
+            problems: list[str] = []
+            specs = expand(
+                request.sources(),
+                lambda name: self.storages.connector(account_id, name),
+                lambda name, ext: output_name(name, ext, fmt),
+                problems,
+            )
+            chunk: list[ItemSpec] = []
+            seq = 0
+            for spec in specs:
+                chunk.append(spec)
+                if len(chunk) >= 500:
+                    self.tasks.add_items(task_id, chunk, seq)
+                    seq += len(chunk)
+                    chunk = []
+                    self.tasks.extend_listing(task_id, lease)
+                    self._notify()
+            self.tasks.add_items(task_id, chunk, seq)
+            self.tasks.mark_listed(task_id, " ".join(problems) or None)
+        except RetouchError as exc:
+            self.tasks.mark_listed(task_id, exc.public_message)
+        except Exception:
+            log.exception("listing of task %s failed", task_id)
+            self.tasks.mark_listed(task_id, "Internal error while listing the inputs.")
+        self._notify()
+        self.tasks.maybe_finish(task_id)
+
+    def _notify(self) -> None:
+        if self._executor is not None:
+            self._executor.notify()
+
+    def task_view(self, account_id: int, kind: str, task_id: int, offset: int, limit: int | None) -> dict[str, Any]:
+        task = self.tasks.get(account_id, task_id, kind)
+        return self.tasks.view(task, self.result_url(kind, task_id), offset, limit)
+
+    def cancel(self, account_id: int, kind: str, task_id: int) -> dict[str, Any]:
+        task = self.tasks.cancel(account_id, task_id, kind)
+        if self._executor is not None:
+            self._executor.cancel(task_id)
+        return self.tasks.view(task, self.result_url(kind, task_id))

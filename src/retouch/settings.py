@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         None, description="Fernet key that encrypts storage credentials; default: generated under home."
     )
+    webhook_max_attempts: int = Field(5, description="Deliveries tried per terminal task state.")
+    webhook_backoff_seconds: float = Field(2.0, description="First retry delay; doubles each time.")
+    webhook_timeout_seconds: float = Field(10.0, description="Per delivery attempt.")
+    task_retention_days: float = Field(30.0, description="Finished tasks older than this are deleted.")
+    janitor_interval_seconds: float = Field(600.0, description="How often expired results and tasks are removed.")
     host: str = "127.0.0.1"
     port: int = 8000
 

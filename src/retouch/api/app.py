@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retouch import __version__
 from retouch.api.ratelimit import RateLimiter
-from retouch.api.routes import edit, health, storages, tmp
+from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
 from retouch.service import Service
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = service or Service(settings)
+        await asyncio.to_thread(svc.start)
         app.state.service = svc
         try:
             yield
@@ -116,7 +118,9 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     for prefix in PREFIXES:
         app.include_router(edit.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        app.include_router(tasks.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(storages.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        app.include_router(webhook.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
     return app

@@ -1,0 +1,254 @@
+"""A process pool whose workers can be killed one at a time.
+
+``concurrent.futures.ProcessPoolExecutor`` cannot stop one stuck task: a decoder spinning on a
+hostile file would hold a worker forever, and killing a worker breaks the whole executor. Here
+each worker has its own pipe, a supervisor thread watches deadlines, kills an overdue worker
+(SIGKILL: a stuck C decoder ignores anything gentler), fails that task alone and starts a new
+worker. Jobs wait in a priority queue so a sync request overtakes a queued batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+__all__ = ["DeadlineExceeded", "WorkerCrashed", "WorkerPool"]
+
+log = logging.getLogger("retouch.pool")
+
+
+class WorkerCrashed(Exception):
+    """The worker process died while running the task (crash, OOM killer)."""
+
+
+class DeadlineExceeded(Exception):
+    """The task ran past its deadline; its worker was killed."""
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    fn: Callable[..., Any] = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False)
+    deadline: float | None = field(compare=False)
+    future: Future[Any] = field(compare=False)
+
+
+def _worker_main(conn: Connection, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    # The API process owns Ctrl-C; a worker must finish (or be killed), not die mid-write on SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone: nothing more will come
+        if message is None:
+            return
+        job_id, fn, args = message
+        try:
+            result = ("ok", job_id, fn(*args))
+        except BaseException as exc:
+            result = ("err", job_id, exc)
+        try:
+            conn.send(result)
+        except Exception as exc:  # an unpicklable result or exception: say so rather than hang
+            conn.send(("err", job_id, RuntimeError(f"worker could not return the result: {exc!r}")))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+        parent, child = multiprocessing.Pipe(duplex=True)
+        self.conn = parent
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs), daemon=True)
+        self.process.start()
+        child.close()
+        self.job: _Job | None = None
+        self.started = 0.0
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        size: int,
+        *,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple[Any, ...] = (),
+        default_deadline: float | None = None,
+    ) -> None:
+        self.size = max(1, size)
+        self._initializer = initializer
+        self._initargs = initargs
+        self._default_deadline = default_deadline
+        self._ctx = multiprocessing.get_context("spawn")
+        self._queue: list[_Job] = []
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._closed = False
+        self._workers = [self._spawn() for _ in range(self.size)]
+        self._thread = threading.Thread(target=self._supervise, name="retouch-pool", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._ctx, self._initializer, self._initargs)
+
+    # ------------------------------------------------------------------ public
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, priority: int = 1, deadline: float | None = None
+    ) -> Future[Any]:
+        """Queue ``fn(*args)`` (lower priority runs first). ``deadline`` in seconds of running time."""
+        future: Future[Any] = Future()
+        limit = deadline if deadline is not None else self._default_deadline
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            heapq.heappush(self._queue, _Job(priority, next(self._seq), fn, args, limit, future))
+        self._wake()
+        return future
+
+    def free_slots(self) -> int:
+        """Workers with nothing to do and nothing queued for them (feeders use it to stay just ahead)."""
+        with self._lock:
+            busy = sum(1 for w in self._workers if w.job is not None)
+            return self.size - busy - len(self._queue)
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    def shutdown(self, wait_for_running: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            queued, self._queue = self._queue, []
+        for job in queued:
+            job.future.cancel()
+        self._wake()
+        self._thread.join(timeout=30 if wait_for_running else 2)
+        for worker in self._workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+            worker.process.join(timeout=2 if not wait_for_running else 30)
+            worker.kill()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _assign(self) -> None:
+        with self._lock:
+            for index, worker in enumerate(self._workers):
+                if worker.job is not None:
+                    continue
+                while self._queue and worker.job is None:
+                    job = heapq.heappop(self._queue)
+                    if not job.future.set_running_or_notify_cancel():
+                        continue  # cancelled while queued
+                    try:
+                        worker.conn.send((job.seq, job.fn, job.args))
+                    except (OSError, ValueError) as exc:
+                        job.future.set_exception(WorkerCrashed(f"could not hand the task to a worker: {exc}"))
+                        worker.kill()
+                        worker = self._workers[index] = self._spawn()
+                        continue
+                    worker.job, worker.started = job, time.monotonic()
+
+    def _supervise(self) -> None:
+        while True:
+            with self._lock:
+                closed = self._closed
+            if closed:
+                running = [w for w in self._workers if w.job is not None]
+                for worker in running:
+                    assert worker.job is not None
+                    if not worker.job.future.done():
+                        worker.job.future.set_exception(WorkerCrashed("the pool was shut down"))
+                return
+            self._assign()
+            timeout = self._next_deadline_in()
+            ready = wait([self._wake_r, *[w.conn for w in self._workers]], timeout=timeout)
+            for item in ready:
+                if item is self._wake_r:
+                    with contextlib.suppress(OSError):
+                        self._wake_r.recv(4096)
+                    continue
+                self._collect(item)  # type: ignore[arg-type]
+            self._enforce_deadlines()
+
+    def _next_deadline_in(self) -> float | None:
+        now = time.monotonic()
+        waits = [
+            w.started + w.job.deadline - now for w in self._workers if w.job is not None and w.job.deadline is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    def _collect(self, conn: Connection) -> None:
+        index = next(i for i, w in enumerate(self._workers) if w.conn is conn)
+        worker = self._workers[index]
+        try:
+            status, _job_id, payload = conn.recv()
+        except (EOFError, OSError):
+            job = worker.job
+            worker.process.join(timeout=1)
+            code = worker.process.exitcode
+            worker.kill()
+            self._workers[index] = self._spawn()
+            if job is not None and not job.future.done():
+                job.future.set_exception(WorkerCrashed(f"the image worker stopped unexpectedly (exit code {code})"))
+            return
+        job, worker.job = worker.job, None
+        if job is None or job.future.done():
+            return
+        if status == "ok":
+            job.future.set_result(payload)
+        else:
+            job.future.set_exception(payload)
+
+    def _enforce_deadlines(self) -> None:
+        now = time.monotonic()
+        for index, worker in enumerate(self._workers):
+            job = worker.job
+            if job is None or job.deadline is None or now - worker.started < job.deadline:
+                continue
+            log.warning("killing worker %s: task ran past its %ss deadline", worker.process.pid, job.deadline)
+            worker.kill()
+            self._workers[index] = self._spawn()
+            if not job.future.done():
+                job.future.set_exception(DeadlineExceeded(f"processing took longer than {job.deadline:g} seconds"))
+
+
+def _self_test() -> None:  # pragma: no cover - a manual smoke check: python -m retouch.executors.pool
+    pool = WorkerPool(2, default_deadline=1)
+    print(pool.submit(pow, 2, 10).result(), os.getpid())
+    pool.shutdown()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _self_test()

@@ -1,0 +1,44 @@
+"""Scheduled clean-up: expired tmp results and old finished tasks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from retouch.database import utcnow
+
+__all__ = ["Janitor"]
+
+log = logging.getLogger("retouch.janitor")
+
+
+class Janitor:
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retouch-janitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def run_once(self) -> tuple[int, int]:
+        settings = self.service.settings
+        removed_files = self.service.tmp.cleanup()
+        cutoff = utcnow() - timedelta(days=settings.task_retention_days)
+        removed_tasks = self.service.tasks.delete_finished_before(cutoff)
+        if removed_files or removed_tasks:
+            log.info("clean-up: %d expired results, %d old tasks removed", removed_files, removed_tasks)
+        return removed_files, removed_tasks
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("clean-up failed; will try again")
+            if self._stop.wait(self.service.settings.janitor_interval_seconds):
+                return

@@ -1,0 +1,94 @@
+"""Expand a batch's inputs into items, lazily: folders are listed page by page, never held whole."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from retouch.contracts.tasks import BatchInput
+from retouch.errors import StorageError
+from retouch.jobs.store import ItemSpec
+from retouch.storage.base import IMAGE_SUFFIXES, Connector, is_image_key
+from retouch.storage.registry import StorageURI, parse_storage_uri
+
+__all__ = ["EmptyBatch", "expand", "guess_ext"]
+
+_EXT_BY_SUFFIX = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".jfif": "jpeg",
+    ".png": "png",
+    ".webp": "webp",
+    ".avif": "avif",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".gif": "gif",
+    ".bmp": "bmp",
+    ".heic": "heif",
+    ".heif": "heif",
+}
+
+
+class EmptyBatch(StorageError):
+    """Nothing to process: every folder was missing or held no image."""
+
+
+def guess_ext(name: str) -> str:
+    """The input format as the file name suggests (the bytes decide when the item runs)."""
+    return _EXT_BY_SUFFIX.get(PurePosixPath(name).suffix.lower(), "")
+
+
+def _is_folder(uri: StorageURI) -> bool:
+    # A trailing slash means a folder (Claid's rule). Users also write folders without it; a last
+    # segment with no image suffix is taken as a folder too, since image files carry one.
+    return uri.is_folder or PurePosixPath(uri.path).suffix.lower() not in IMAGE_SUFFIXES
+
+
+def expand(
+    sources: list[BatchInput],
+    connector_for: Callable[[str], Connector],
+    name_for: Callable[[str, str], str],
+    problems: list[str],
+) -> Iterator[ItemSpec]:
+    """Items in listing order. ``name_for(input_name, input_ext)`` gives the output file name.
+    A folder with no image is appended to ``problems`` (the batch ends in ERROR, the other inputs
+    still run); when no input yields anything, :class:`EmptyBatch` is raised."""
+    found = 0
+    empty_folders: list[str] = []
+    for source in sources:
+        if source.source.startswith(("http://", "https://")):
+            name = unquote(urlsplit(source.source).path.rsplit("/", 1)[-1]) or "image"
+            found += 1
+            yield ItemSpec(source.source, name_for(name, guess_ext(name)))
+            continue
+        uri = parse_storage_uri(source.source)
+        if not _is_folder(uri):
+            name = uri.path.rsplit("/", 1)[-1]
+            found += 1
+            yield ItemSpec(source.source, name_for(name, guess_ext(name)))
+            continue
+        folder = uri.path if uri.path.endswith("/") or not uri.path else uri.path + "/"
+        connector = connector_for(uri.name)
+        count = 0
+        for info in connector.list(folder, source.recursive):
+            if not is_image_key(info.key):
+                continue
+            relative = info.key[len(folder) :] if info.key.startswith(folder) else info.key
+            parent = str(PurePosixPath(relative).parent)
+            name = PurePosixPath(relative).name
+            out = name_for(name, guess_ext(name))
+            count += 1
+            found += 1
+            # storage:// URIs carry the key as written; the item reads it back through the same connector.
+            yield ItemSpec(f"storage://{uri.name}/{info.key}", out if parent in ("", ".") else f"{parent}/{out}")
+        if count == 0:
+            empty_folders.append(f"storage://{uri.name}/{folder}")
+            problems.append(
+                f"No images found in storage://{uri.name}/{folder}: the folder is missing, empty, "
+                "or holds no image files."
+            )
+    if found == 0:
+        where = ", ".join(empty_folders) or "the input"
+        raise EmptyBatch(f"No images found in {where}: the folder is missing, empty, or holds no image files.")

@@ -1,0 +1,92 @@
+"""Tables of the job layer: tasks (async and batch), their items, and per-account webhooks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from retouch.database import Base, utcnow
+
+__all__ = ["Item", "ItemStatus", "Task", "TaskStatus", "WebhookRow"]
+
+
+class TaskStatus:
+    ACCEPTED = "ACCEPTED"
+    PROCESSING = "PROCESSING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+    TERMINAL = frozenset({DONE, ERROR, CANCELLED})
+
+
+class ItemStatus:
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    ERROR = "ERROR"
+    CANCELLED = "CANCELLED"
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))  # async | batch
+    status: Mapped[str] = mapped_column(String(12), default=TaskStatus.ACCEPTED, index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Task-level failure (the batch could not start: missing or empty folder, unreadable storage).
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: Folder listing finished: `total` is final. Until then the task shows growing totals.
+    listed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Who is listing and until when (a lease: a crashed lister's work is picked up again).
+    listing_lease: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: Webhook delivery of the terminal state: None (none due), pending, delivered, failed.
+    webhook_state: Mapped[str | None] = mapped_column(String(12), nullable=True, index=True)
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last_status: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    webhook_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        # Listing a folder again after a crash inserts nothing twice.
+        UniqueConstraint("task_id", "source"),
+        # Two inputs never write the same output of one batch (a.jpg and a.png -> a.jpg, a-2.jpg).
+        UniqueConstraint("task_id", "output_rel"),
+        Index("ix_items_task_status", "task_id", "status"),
+        Index("ix_items_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)  # listing order: results come back in it
+    source: Mapped[str] = mapped_column(String(4096))  # URL or storage:// URI of the input
+    output_rel: Mapped[str] = mapped_column(String(4096))  # output path relative to the destination folder
+    status: Mapped[str] = mapped_column(String(12), default=ItemStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_input: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WebhookRow(Base):
+    __tablename__ = "webhooks"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(4096))
+    sealed_secret: Mapped[str | None] = mapped_column(Text, nullable=True)
+    events: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -1,0 +1,88 @@
+"""Run one item inside a worker process: read, edit, write, record. The same function serves the
+local pool and the Celery workers, so the job logic never forks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from retouch.contracts.edit import EditRequest, UploadData
+from retouch.contracts.tasks import BatchEditRequest
+from retouch.errors import RetouchError
+from retouch.pipeline import configure_vips
+from retouch.pipeline.load import probe
+from retouch.settings import Settings
+
+__all__ = ["init_worker", "run_item", "worker_service"]
+
+log = logging.getLogger("retouch.worker")
+
+_settings: Settings | None = None
+_service: Any = None
+
+
+def init_worker(settings: Settings) -> None:
+    """Worker process start: one vips thread (one worker per core is the fast layout)."""
+    global _settings
+    _settings = settings
+    configure_vips(threads=1)
+
+
+def worker_service() -> Any:
+    """The worker's own Service (database, storages, fetcher), built on first use."""
+    global _service
+    if _service is None:
+        from retouch.service import Service
+
+        assert _settings is not None, "init_worker was not called"
+        _service = Service(_settings, worker=True)
+    return _service
+
+
+def _request(kind: str, raw: dict[str, Any]) -> UploadData:
+    if kind == "batch":
+        return BatchEditRequest.model_validate(raw)
+    return EditRequest.model_validate(raw)
+
+
+def run_item(item_id: int, kind: str) -> str:
+    """Process one item once. Returns its final item status (or 'skipped')."""
+    from retouch.service import edit_bytes, image_object
+
+    service = worker_service()
+    store = service.tasks
+    work = store.start_item(item_id, lease_seconds=service.settings.item_timeout_seconds * 2 + 60)
+    if work is None:
+        return "skipped"  # already finished (a redelivery) or the task was cancelled
+    request = _request(kind, work.request)
+    input_object: dict[str, Any] | None = None
+    try:
+        data, _name = service.read_input_sync(work.account_id, work.source)
+        try:
+            info = probe(data, service.limits)
+            input_object = image_object(info.ext, info.width, info.height)
+        except RetouchError:
+            pass  # edit_bytes raises the same error with the same message below
+        result = edit_bytes(data, request.operations, request.output, service.limits)
+        where = service.write_output_sync(
+            work.account_id, request.output.destination, work.output_rel, result.data, result.format
+        )
+        output = image_object(result.format, result.width, result.height) | {
+            k: v for k, v in where.items() if v is not None
+        }
+        if result.frames_dropped:
+            output["frames_dropped"] = result.frames_dropped
+        outcome = {
+            "input_object": image_object(result.source.ext, result.source.width, result.source.height),
+            "output_object": output,
+        }
+        task_id = store.finish_item(item_id, outcome, None, None)
+    except RetouchError as exc:
+        task_id = store.finish_item(item_id, None, f"{work.source}: {exc.public_message}", input_object)
+    except Exception:  # a bug must cost one item, never the batch
+        log.exception("item %s (%s) failed", item_id, work.source)
+        task_id = store.finish_item(item_id, None, f"{work.source}: internal error while processing.", input_object)
+    if task_id is not None:
+        store.maybe_finish(task_id)
+        return "done"
+    return "skipped"

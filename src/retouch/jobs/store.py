@@ -1,0 +1,380 @@
+"""The task store: every state change of tasks and items, in short transactions.
+
+Designed so that any process may die at any moment: items are claimed with a lease, finished
+idempotently (a finished item is never redone or counted twice), and a task moves to its terminal
+state through one conditional update, so exactly one caller wins and schedules the webhook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any
+
+from sqlalchemy import Engine, and_, case, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from retouch.database import utcnow
+from retouch.errors import NotFound
+from retouch.jobs.models import Item, ItemStatus, Task, TaskStatus, WebhookRow
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE changed (typed: SQLAlchemy's Result lacks rowcount in its stubs)."""
+    return int(result.rowcount)
+
+
+__all__ = ["ItemSpec", "ItemWork", "TaskStore", "rowcount"]
+
+NOT_FOUND = "Batch image edit pipeline not found."
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    source: str  # URL or storage:// URI
+    output_rel: str  # wished output path relative to the destination folder (made unique on insert)
+
+
+@dataclass(frozen=True)
+class ItemWork:
+    """What a worker needs to run one item."""
+
+    item_id: int
+    task_id: int
+    account_id: int
+    source: str
+    output_rel: str
+    request: dict[str, Any]
+
+
+def _unique(name: str, is_taken: Callable[[str], bool]) -> str:
+    if not is_taken(name):
+        return name
+    path = PurePosixPath(name)
+    n = 2
+    while is_taken(candidate := str(path.with_name(f"{path.stem}-{n}{path.suffix}"))):
+        n += 1
+    return candidate
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
+        return value.isoformat(timespec="milliseconds") + "Z"
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TaskStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ------------------------------------------------------------------ tasks
+
+    def create(self, account_id: int, kind: str, request: dict[str, Any]) -> Task:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            task = Task(account_id=account_id, kind=kind, request=request, status=TaskStatus.ACCEPTED)
+            session.add(task)
+        return task
+
+    def get(self, account_id: int, task_id: int, kind: str) -> Task:
+        with Session(self.engine, expire_on_commit=False) as session:
+            task = session.get(Task, task_id)
+            if task is None or task.account_id != account_id or task.kind != kind:
+                raise NotFound(NOT_FOUND)
+            return task
+
+    def add_items(self, task_id: int, specs: list[ItemSpec], first_seq: int) -> list[int]:
+        """Insert items not already there (listing may run again after a crash); returns new ids."""
+        if not specs:
+            return []
+        with Session(self.engine) as session, session.begin():
+            sources = [s.source for s in specs]
+            existing = set(
+                session.scalars(select(Item.source).where(Item.task_id == task_id, Item.source.in_(sources)))
+            )
+            wanted = {s.output_rel for s in specs}
+            taken = set(
+                session.scalars(select(Item.output_rel).where(Item.task_id == task_id, Item.output_rel.in_(wanted)))
+            )
+
+            def is_taken(name: str) -> bool:
+                if name in taken:
+                    return True
+                hit = session.scalar(select(Item.id).where(Item.task_id == task_id, Item.output_rel == name))
+                return hit is not None
+
+            new: list[Item] = []
+            for offset, spec in enumerate(specs):
+                if spec.source in existing:
+                    continue
+                existing.add(spec.source)
+                rel = _unique(spec.output_rel, is_taken)
+                taken.add(rel)
+                new.append(Item(task_id=task_id, seq=first_seq + offset, source=spec.source, output_rel=rel))
+            session.add_all(new)
+            session.flush()
+            if new:
+                session.execute(update(Task).where(Task.id == task_id).values(total=Task.total + len(new)))
+            return [item.id for item in new]
+
+    def mark_listed(self, task_id: int, error: str | None = None) -> None:
+        with Session(self.engine) as session, session.begin():
+            values: dict[str, Any] = {"listed": True, "listing_lease": None}
+            if error is not None:
+                values["error"] = error
+            session.execute(update(Task).where(Task.id == task_id).values(**values))
+
+    def take_listing(self, task_id: int, lease_seconds: float) -> bool:
+        """Take (or take over, when its lease ran out) the listing of a task; False if someone has it."""
+        now = utcnow()
+        with Session(self.engine) as session, session.begin():
+            result = rowcount(
+                session.execute(
+                    update(Task)
+                    .where(
+                        Task.id == task_id,
+                        Task.listed.is_(False),
+                        Task.status.not_in(TaskStatus.TERMINAL),
+                        or_(Task.listing_lease.is_(None), Task.listing_lease < now),
+                    )
+                    .values(
+                        listing_lease=now + timedelta(seconds=lease_seconds),
+                        status=case((Task.status == TaskStatus.ACCEPTED, TaskStatus.PROCESSING), else_=Task.status),
+                    )
+                )
+            )
+            return bool(result)
+
+    def extend_listing(self, task_id: int, lease_seconds: float) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(Task).where(Task.id == task_id).values(listing_lease=utcnow() + timedelta(seconds=lease_seconds))
+            )
+
+    def unlisted_tasks(self) -> list[int]:
+        with Session(self.engine) as session:
+            return list(
+                session.scalars(
+                    select(Task.id)
+                    .where(Task.listed.is_(False), Task.status.not_in(TaskStatus.TERMINAL))
+                    .order_by(Task.id)
+                )
+            )
+
+    def cancel(self, account_id: int, task_id: int, kind: str) -> Task:
+        self.get(account_id, task_id, kind)  # 404 across accounts
+        with Session(self.engine) as session, session.begin():
+            moved = rowcount(
+                session.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.status.not_in(TaskStatus.TERMINAL))
+                    .values(status=TaskStatus.CANCELLED, finished_at=utcnow())
+                )
+            )
+            session.execute(
+                update(Item)
+                .where(Item.task_id == task_id, Item.status == ItemStatus.PENDING)
+                .values(status=ItemStatus.CANCELLED, finished_at=utcnow())
+            )
+            if moved:
+                self._schedule_webhook(session, task_id, TaskStatus.CANCELLED)
+        return self.get(account_id, task_id, kind)
+
+    # ------------------------------------------------------------------ items
+
+    def claim(self, limit: int, lease_seconds: float) -> list[tuple[int, str]]:
+        """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind).
+        Pending items first; then items whose lease ran out (their worker died)."""
+        if limit <= 0:
+            return []
+        now = utcnow()
+        with Session(self.engine) as session, session.begin():
+            runnable = or_(
+                Item.status == ItemStatus.PENDING,
+                and_(Item.status == ItemStatus.RUNNING, Item.lease_until < now),
+            )
+            rows = session.execute(
+                select(Item.id, Task.kind)
+                .join(Task, Task.id == Item.task_id)
+                .where(runnable, Task.status.not_in(TaskStatus.TERMINAL))
+                # async items before batch items, then oldest task first, in listing order
+                .order_by(case((Task.kind == "async", 0), else_=1), Item.task_id, Item.seq)
+                .limit(limit)
+            ).all()
+            ids = [row[0] for row in rows]
+            if ids:
+                session.execute(
+                    update(Item)
+                    .where(Item.id.in_(ids))
+                    .values(status=ItemStatus.RUNNING, lease_until=now + timedelta(seconds=lease_seconds))
+                )
+            return [(row[0], row[1]) for row in rows]
+
+    def release_running(self) -> int:
+        """Embedded mode start-up: every RUNNING item belonged to a worker of the previous process."""
+        with Session(self.engine) as session, session.begin():
+            return rowcount(
+                session.execute(
+                    update(Item)
+                    .where(Item.status == ItemStatus.RUNNING)
+                    .values(status=ItemStatus.PENDING, lease_until=None)
+                )
+            )
+
+    def start_item(self, item_id: int, lease_seconds: float) -> ItemWork | None:
+        """In the worker: the item to run, or None when it is finished or its task was cancelled."""
+        with Session(self.engine) as session, session.begin():
+            row = session.execute(
+                select(Item, Task).join(Task, Task.id == Item.task_id).where(Item.id == item_id)
+            ).first()
+            if row is None:
+                return None
+            item, task = row
+            if item.status in (ItemStatus.DONE, ItemStatus.ERROR, ItemStatus.CANCELLED):
+                return None
+            if task.status == TaskStatus.CANCELLED:
+                item.status = ItemStatus.CANCELLED
+                return None
+            item.status = ItemStatus.RUNNING
+            item.attempts += 1
+            item.lease_until = utcnow() + timedelta(seconds=lease_seconds)
+            if task.status == TaskStatus.ACCEPTED:
+                task.status = TaskStatus.PROCESSING
+            return ItemWork(item.id, task.id, task.account_id, item.source, item.output_rel, dict(task.request))
+
+    def requeue(self, item_id: int, max_attempts: int, error: str) -> None:
+        """A worker died on this item: try again, unless it already killed ``max_attempts`` workers."""
+        with Session(self.engine) as session, session.begin():
+            item = session.get(Item, item_id)
+            if item is None or item.status != ItemStatus.RUNNING:
+                return
+            give_up = item.attempts >= max_attempts
+            if not give_up:
+                item.status, item.lease_until = ItemStatus.PENDING, None
+        if give_up:
+            self.fail_item(item_id, error)
+
+    def fail_item(self, item_id: int, reason: str) -> None:
+        """Fail an item from outside its worker (deadline, crashes); the message names the input."""
+        with Session(self.engine) as session:
+            source = session.scalar(select(Item.source).where(Item.id == item_id)) or "the input"
+        task_id = self.finish_item(item_id, None, f"{source}: {reason}", None)
+        if task_id is not None:
+            self.maybe_finish(task_id)
+
+    def finish_item(
+        self, item_id: int, result: dict[str, Any] | None, error: str | None, error_input: dict[str, Any] | None
+    ) -> int | None:
+        """Record an item's outcome once; returns its task id, or None when it was already finished."""
+        status = ItemStatus.DONE if error is None else ItemStatus.ERROR
+        with Session(self.engine) as session, session.begin():
+            moved = rowcount(
+                session.execute(
+                    update(Item)
+                    .where(Item.id == item_id, Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
+                    .values(status=status, result=result, error=error, error_input=error_input, finished_at=utcnow())
+                )
+            )
+            if not moved:
+                return None
+            task_id = session.scalar(select(Item.task_id).where(Item.id == item_id))
+            counter = {"done": Task.done + 1} if error is None else {"failed": Task.failed + 1}
+            session.execute(update(Task).where(Task.id == task_id).values(**counter))
+            return task_id
+
+    def maybe_finish(self, task_id: int) -> str | None:
+        """Move the task to DONE or ERROR when listing is over and no item is left; returns the new
+        status if this call made the move (exactly one caller does), else None."""
+        with Session(self.engine) as session, session.begin():
+            task = session.get(Task, task_id)
+            if task is None or task.status in TaskStatus.TERMINAL or not task.listed:
+                return None
+            open_items = session.scalar(
+                select(func.count())
+                .select_from(Item)
+                .where(Item.task_id == task_id, Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
+            )
+            if open_items:
+                return None
+            status = TaskStatus.ERROR if (task.failed or task.error or task.total == 0) else TaskStatus.DONE
+            moved = rowcount(
+                session.execute(
+                    update(Task)
+                    .where(Task.id == task_id, Task.status.not_in(TaskStatus.TERMINAL))
+                    .values(status=status, finished_at=utcnow())
+                )
+            )
+            if not moved:
+                return None
+            self._schedule_webhook(session, task_id, status)
+            return status
+
+    # ------------------------------------------------------------------ webhooks
+
+    def _schedule_webhook(self, session: Session, task_id: int, status: str) -> None:
+        task = session.get(Task, task_id)
+        assert task is not None
+        hook = session.get(WebhookRow, task.account_id)
+        event = {"DONE": "success", "ERROR": "failed"}.get(status)
+        if hook is None or event is None or event not in hook.events:
+            return
+        session.execute(
+            update(Task)
+            .where(Task.id == task_id, Task.webhook_state.is_(None))
+            .values(webhook_state="pending", webhook_next_at=utcnow())
+        )
+
+    # ------------------------------------------------------------------ views
+
+    def view(self, task: Task, result_url: str, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The task as the contract's GET shows it (with the progress and webhook extensions)."""
+        with Session(self.engine) as session:
+            base = select(Item).where(Item.task_id == task.id).order_by(Item.seq)
+            done_q = base.where(Item.status == ItemStatus.DONE).offset(offset)
+            err_q = base.where(Item.status == ItemStatus.ERROR).offset(offset)
+            if limit is not None:
+                done_q, err_q = done_q.limit(limit), err_q.limit(limit)
+            results = [item.result for item in session.scalars(done_q) if item.result]
+            errors: list[dict[str, Any]] = []
+            if task.error:
+                errors.append({"error": task.error, "created_at": _iso(task.finished_at or task.updated_at)})
+            for item in session.scalars(err_q):
+                entry: dict[str, Any] = {"error": item.error, "created_at": _iso(item.finished_at)}
+                if item.error_input:
+                    entry["input_object"] = item.error_input
+                errors.append(entry)
+        data: dict[str, Any] = {
+            "id": task.id,
+            "status": task.status,
+            "result_url": result_url,
+            "created_at": _iso(task.created_at),
+            "request": task.request,
+            "errors": errors,
+        }
+        if task.kind == "async":
+            data["result"] = results[0] if results else {}
+        else:
+            data["results"] = results
+        data["progress"] = {"total": task.total, "done": task.done, "failed": task.failed}
+        if task.webhook_state is not None:
+            data["webhook"] = {
+                "delivered": task.webhook_state == "delivered",
+                "attempts": task.webhook_attempts,
+                "last_status": task.webhook_last_status,
+            }
+        return data
+
+    # ------------------------------------------------------------------ retention
+
+    def delete_finished_before(self, cutoff: datetime) -> int:
+        with Session(self.engine) as session, session.begin():
+            ids = list(
+                session.scalars(select(Task.id).where(Task.status.in_(TaskStatus.TERMINAL), Task.finished_at < cutoff))
+            )
+            if ids:
+                session.execute(delete(Item).where(Item.task_id.in_(ids)))
+                session.execute(delete(Task).where(Task.id.in_(ids)))
+            return len(ids)

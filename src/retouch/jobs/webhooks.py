@@ -1,0 +1,188 @@
+"""Webhooks (an extension: configured through the API): settings per account, and delivery.
+
+Delivery runs in the API process from the task store, not from the worker that finished the task:
+a terminal task is marked `pending` once (a conditional update in the store), a sender claims it
+with a lease, POSTs the task's GET body signed with HMAC-SHA256, and retries with exponential
+backoff. Two senders (two API replicas) cannot claim the same delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, or_, select, update
+from sqlalchemy.orm import Session
+
+from retouch.contracts.tasks import WebhookSettings
+from retouch.database import utcnow
+from retouch.errors import RetouchError
+from retouch.jobs.models import Task, WebhookRow
+from retouch.jobs.store import TaskStore, rowcount
+from retouch.settings import Settings
+from retouch.storage.secrets import SecretBox
+from retouch.storage.url import FetchPolicy, check_url
+
+__all__ = ["WebhookSender", "WebhookStore", "sign"]
+
+log = logging.getLogger("retouch.webhooks")
+SIGNATURE_HEADER = "X-Claid-Hmac-SHA256"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of the raw body (no prefix)."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookStore:
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
+        self._engine = engine
+        self._box = box
+
+    def get(self, account_id: int) -> dict[str, Any] | None:
+        with Session(self._engine) as session:
+            row = session.get(WebhookRow, account_id)
+            if row is None:
+                return None
+            # The secret is write-only: say whether one is set, never what it is.
+            return {"url": row.url, "events": list(row.events), "secret_set": row.sealed_secret is not None}
+
+    def put(self, account_id: int, settings: WebhookSettings) -> dict[str, Any]:
+        with Session(self._engine) as session, session.begin():
+            row = session.get(WebhookRow, account_id)
+            sealed = self._box.seal({"secret": settings.secret}) if settings.secret else None
+            if row is None:
+                session.add(
+                    WebhookRow(
+                        account_id=account_id, url=settings.url, sealed_secret=sealed, events=list(settings.events)
+                    )
+                )
+            else:
+                row.url, row.events, row.sealed_secret = settings.url, list(settings.events), sealed
+        result = self.get(account_id)
+        assert result is not None
+        return result
+
+    def delete(self, account_id: int) -> None:
+        with Session(self._engine) as session, session.begin():
+            row = session.get(WebhookRow, account_id)
+            if row is not None:
+                session.delete(row)
+
+    def target(self, account_id: int) -> tuple[str, str | None] | None:
+        with Session(self._engine) as session:
+            row = session.get(WebhookRow, account_id)
+            if row is None:
+                return None
+            return row.url, self._box.open(row.sealed_secret).get("secret") if row.sealed_secret else None
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        tasks: TaskStore,
+        hooks: WebhookStore,
+        client: httpx.Client,
+        result_url: Callable[[str, int], str],
+        settings: Settings,
+        policy: FetchPolicy,
+    ) -> None:
+        self.policy = policy
+        self.tasks = tasks
+        self.hooks = hooks
+        self.client = client
+        self.result_url = result_url
+        self.max_attempts = settings.webhook_max_attempts
+        self.backoff = settings.webhook_backoff_seconds
+        self.timeout = settings.webhook_timeout_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retouch-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.25):
+            try:
+                while (task_id := self._claim()) is not None and not self._stop.is_set():
+                    self._deliver(task_id)
+            except Exception:
+                log.exception("webhook delivery loop failed; retrying")
+
+    def _claim(self) -> int | None:
+        now = utcnow()
+        lease = now + timedelta(seconds=self.timeout * 3 + 30)
+        with Session(self.tasks.engine) as session, session.begin():
+            due = session.scalar(
+                select(Task.id)
+                .where(
+                    or_(Task.webhook_state == "pending", Task.webhook_state == "sending"),
+                    Task.webhook_next_at <= now,
+                )
+                .order_by(Task.webhook_next_at)
+                .limit(1)
+            )
+            if due is None:
+                return None
+            # Conditional update: of two senders racing for this row, one moves it, the other gets 0.
+            moved = rowcount(
+                session.execute(
+                    update(Task)
+                    .where(Task.id == due, Task.webhook_next_at <= now, Task.webhook_state.in_(("pending", "sending")))
+                    .values(webhook_state="sending", webhook_next_at=lease)
+                )
+            )
+            return due if moved else None
+
+    def _deliver(self, task_id: int) -> None:
+        with Session(self.tasks.engine, expire_on_commit=False) as session:
+            task = session.get(Task, task_id)
+            assert task is not None
+        target = self.hooks.target(task.account_id)
+        if target is None:  # the webhook was removed meanwhile
+            self._record(task_id, "failed", task.webhook_attempts, "webhook removed")
+            return
+        url, secret = target
+        view = self.tasks.view(task, self.result_url(task.kind, task.id))
+        view.pop("webhook", None)
+        body = json.dumps({"data": view}, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "retouch-webhooks"}
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(secret, body)
+        attempts = task.webhook_attempts + 1
+        try:
+            check_url(url, self.policy)
+            response = self.client.post(url, content=body, headers=headers, timeout=self.timeout)
+            status = str(response.status_code)
+            ok = 200 <= response.status_code < 300
+            permanent = False
+        except RetouchError as exc:  # refused by the SSRF guard: retrying cannot help
+            status, ok, permanent = exc.public_message[:100], False, True
+        except httpx.HTTPError as exc:
+            status, ok, permanent = type(exc).__name__, False, False
+        if ok:
+            self._record(task_id, "delivered", attempts, status)
+        elif permanent or attempts >= self.max_attempts:
+            self._record(task_id, "failed", attempts, status)
+        else:
+            delay = self.backoff * 2 ** (attempts - 1)
+            self._record(task_id, "pending", attempts, status, utcnow() + timedelta(seconds=delay))
+
+    def _record(self, task_id: int, state: str, attempts: int, status: str, next_at: Any = None) -> None:
+        with Session(self.tasks.engine) as session, session.begin():
+            session.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(
+                    webhook_state=state, webhook_attempts=attempts, webhook_last_status=status, webhook_next_at=next_at
+                )
+            )
