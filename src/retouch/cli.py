@@ -114,6 +114,88 @@ def edit(
     typer.echo(f"{output}: {result.width}x{result.height} {result.format}, {len(result.data)} bytes")
 
 
+@app.command()
+def batch(
+    in_dir: Annotated[Path, typer.Argument(metavar="IN_DIR", help="Folder of input images.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Folder for the results (sub-paths kept).")],
+    ops: Annotated[str, typer.Option(help="Operations as JSON or @file.")] = "{}",
+    output_options: Annotated[
+        str | None, typer.Option("--output-options", help="The contract's output object as JSON or @file.")
+    ] = None,
+    recursive: Annotated[bool, typer.Option(help="Take images in sub-folders too.")] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes (0 = one per core).")] = 0,
+    resume: Annotated[
+        bool, typer.Option(help="Skip inputs whose output already exists (from an interrupted run).")
+    ] = False,
+) -> None:
+    """Edit every image of a local folder, no server needed. Exit code 1 when any image failed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from retouch.contracts.edit import UploadData
+    from retouch.contracts.envelopes import validate
+    from retouch.errors import RetouchError
+    from retouch.localbatch import BatchReport, run_local_batch
+
+    console = Console(stderr=True, soft_wrap=True)
+    if not in_dir.is_dir():
+        console.print(f"error: {in_dir} is not a folder")
+        raise typer.Exit(2)
+    try:
+        request = validate(
+            UploadData, {"operations": _ops_argument(ops), "output": _ops_argument(output_options or "{}")}
+        )
+    except RetouchError as exc:
+        console.print(f"error: {exc.public_message}")
+        raise typer.Exit(2) from None
+    settings = Settings()
+    progress = Progress(
+        TextColumn("[bold]retouch batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    bar = progress.add_task("edit", total=None, rate="")
+
+    def update(report: BatchReport, total: int | None) -> None:
+        progress.update(
+            bar,
+            total=total,
+            completed=report.done + report.failed + report.skipped,
+            rate=f"{report.images_per_second:.1f} img/s, {report.failed} failed",
+        )
+
+    with progress:
+        report = run_local_batch(
+            in_dir,
+            out_dir,
+            request,
+            settings.limits,
+            recursive=recursive,
+            workers=workers,
+            resume=resume,
+            timeout=settings.item_timeout_seconds,
+            on_progress=update,
+        )
+    table = Table(title="retouch batch")
+    for column in ("done", "failed", "skipped", "seconds", "images/s"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(report.done),
+        str(report.failed),
+        str(report.skipped),
+        f"{report.seconds:.1f}",
+        f"{report.images_per_second:.1f}",
+    )
+    console.print(table)
+    for source, message in report.failures:
+        console.print(f"[red]failed[/red] {source}: {message}")
+    raise typer.Exit(1 if report.failed else 0)
+
+
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name (created if new).")],

@@ -1,0 +1,116 @@
+"""`retouch batch`: a local folder in, a local folder out, no server and no database.
+
+Uses the same worker pool and pipeline as the service. Outputs are written atomically, so an
+interrupted run leaves only whole files, and ``--resume`` can trust any output that exists.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from retouch.contracts.edit import UploadData
+from retouch.errors import RetouchError
+from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
+from retouch.jobs.listing import guess_ext
+from retouch.pipeline import configure_vips
+from retouch.settings import Limits
+from retouch.storage.base import is_image_key
+from retouch.storage.local import LocalConnector
+from retouch.tmpstore import write_atomic
+
+__all__ = ["BatchReport", "plan_batch", "run_local_batch"]
+
+
+@dataclass
+class BatchReport:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+def _worker_init() -> None:
+    configure_vips(threads=1)
+
+
+def edit_file(source: str, target: str, request: UploadData, limits: Limits) -> tuple[int, int]:
+    """Runs in a worker: read, edit, write atomically."""
+    from retouch.service import edit_bytes
+
+    result = edit_bytes(Path(source).read_bytes(), request.operations, request.output, limits)
+    write_atomic(Path(target), result.data)
+    return result.width, result.height
+
+
+def plan_batch(in_dir: Path, out_dir: Path, recursive: bool, out_format: str) -> Iterator[tuple[Path, Path]]:
+    """(input, output) pairs in listing order; sub-paths kept; output names unique."""
+    from retouch.service import output_name
+
+    taken: set[str] = set()
+    for info in LocalConnector("input", in_dir).list("", recursive):
+        if not is_image_key(info.key):
+            continue
+        rel = PurePosixPath(info.key)
+        name = output_name(rel.name, guess_ext(rel.name), out_format)
+        target = str(rel.parent / name) if str(rel.parent) != "." else name
+        n = 2
+        base = PurePosixPath(target)
+        while target in taken:
+            target = str(base.with_name(f"{base.stem}-{n}{base.suffix}"))
+            n += 1
+        taken.add(target)
+        yield in_dir / info.key, out_dir / target
+
+
+def run_local_batch(
+    in_dir: Path,
+    out_dir: Path,
+    request: UploadData,
+    limits: Limits,
+    *,
+    recursive: bool,
+    workers: int,
+    resume: bool,
+    timeout: float,
+    on_progress: Callable[[BatchReport, int | None], None] = lambda report, total: None,
+) -> BatchReport:
+    report = BatchReport()
+    pairs = list(plan_batch(in_dir, out_dir, recursive, request.output.format.type))
+    total = len(pairs)
+    pool = WorkerPool(workers or os.cpu_count() or 1, initializer=_worker_init, default_deadline=timeout)
+    started = time.monotonic()
+    pending: list[tuple[Path, Future[tuple[int, int]]]] = []
+    try:
+        for source, target in pairs:
+            if resume and target.exists():
+                report.skipped += 1
+                continue
+            future = pool.submit(edit_file, str(source), str(target), request, limits)
+            pending.append((source, future))
+        on_progress(report, total)
+        for source, future in pending:
+            try:
+                future.result()
+                report.done += 1
+            except RetouchError as exc:
+                report.failed += 1
+                report.failures.append((str(source), exc.public_message))
+            except (DeadlineExceeded, WorkerCrashed, OSError) as exc:
+                report.failed += 1
+                report.failures.append((str(source), str(exc)))
+            report.seconds = time.monotonic() - started
+            on_progress(report, total)
+    finally:
+        pool.shutdown()
+    report.seconds = time.monotonic() - started
+    return report

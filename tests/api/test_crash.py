@@ -1,0 +1,119 @@
+"""Kill the server (SIGKILL, whole process group) in the middle of a batch, start it again: the batch
+completes, every input exactly once in the results, no partial output file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyvips
+
+from tests.conftest import FIXTURES, free_port
+
+ITEMS = 60
+
+
+def _start(home: Path, port: int) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "RETOUCH_HOME": str(home),
+        "RETOUCH_RATE_LIMIT_PER_MINUTE": "0",
+        "RETOUCH_RATE_LIMIT_PER_SECOND": "0",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retouch", "serve", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
+def _get(port: int, key: str, task_id: int) -> dict[str, Any]:
+    response = httpx.get(
+        f"http://127.0.0.1:{port}/v1/image/edit/batch/{task_id}", headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    proc = _start(home, port)
+    key = (home / "initial-api-key").read_text().strip()
+    folder = home / "storage" / "in"
+    folder.mkdir(parents=True)
+    data = (FIXTURES / "photo_large.jpg").read_bytes()
+    for i in range(ITEMS):
+        (folder / f"img-{i:03d}.jpg").write_bytes(data)
+    body = {
+        "input": "storage://local/in/",
+        "operations": {"resizing": {"width": 800}, "adjustments": {"hdr": 60}},
+        "output": "storage://local/out/",
+    }
+    try:
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/image/edit/batch",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        task_id = response.json()["data"]["id"]
+        deadline = time.monotonic() + 60
+        while _get(port, key, task_id)["progress"]["done"] < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the API process and its workers, mid-item
+        proc.wait(timeout=10)
+    before = _get_offline_done(home)
+    assert before < ITEMS, "the batch finished before the kill; the test proves nothing"
+
+    proc = _start(home, port)
+    try:
+        deadline = time.monotonic() + 120
+        while (view := _get(port, key, task_id))["status"] not in ("DONE", "ERROR"):
+            assert time.monotonic() < deadline, view["progress"]
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert view["status"] == "DONE", view["errors"]
+    assert view["progress"] == {"total": ITEMS, "done": ITEMS, "failed": 0}
+    sources = [r["output_object"]["claid_storage_uri"] for r in view["results"]]
+    assert len(sources) == ITEMS and len(set(sources)) == ITEMS
+    out = home / "storage" / "out"
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == [f"img-{i:03d}.jpg" for i in range(ITEMS)]
+    for path in out.iterdir():
+        if path.name.startswith("."):
+            continue  # a temp file of a write cut by SIGKILL: hidden, never listed, never a result
+        image = pyvips.Image.new_from_file(str(path), fail_on="truncated")
+        assert image.width == 800 and image.avg() > 0  # decodes completely
+
+
+def _get_offline_done(home: Path) -> int:
+    import sqlite3
+
+    db = sqlite3.connect(home / "retouch.db")
+    try:
+        return int(db.execute("SELECT count(*) FROM items WHERE status = 'DONE'").fetchone()[0])
+    finally:
+        db.close()
