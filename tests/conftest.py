@@ -17,6 +17,9 @@ import uvicorn
 from retouch.api.app import create_app
 from retouch.settings import Settings
 
+# The loopback storage servers' session fixtures (moto_server, gcs_emulator), for every test module.
+pytest_plugins = ["tests.servers.moto", "tests.servers.gcs"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

@@ -22,6 +22,16 @@ FORMAT_EXTENSIONS: dict[str, str] = {
     "tiff": ".tiff",
 }
 
+_FORMAT_BY_SUFFIX = {
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
+    "png": "png",
+    "webp": "webp",
+    "avif": "avif",
+    "tif": "tiff",
+    "tiff": "tiff",
+}
+
 _DEFAULT_QUALITY = {"jpeg": 85, "webp": 75, "avif": 50, "tiff": 75}
 
 
@@ -130,9 +140,17 @@ class OutputOptions(Strict):
     @classmethod
     def _short(cls, data: Any) -> Any:
         if isinstance(data, str):
-            return {"destination": data}
+            data = {"destination": data}
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
+            data = {k: v for k, v in data.items() if v is not None}
+            dest = data.get("destination")
+            if "format" not in data and isinstance(dest, str) and not dest.endswith("/"):
+                # A full file path without a format: its extension says what the user wants
+                # (".../x.png" must not receive JPEG bytes). Unknown extensions keep the jpeg default.
+                suffix = dest.rsplit(".", 1)[-1].lower() if "." in dest.rsplit("/", 1)[-1] else ""
+                fmt = _FORMAT_BY_SUFFIX.get(suffix)
+                if fmt:
+                    data["format"] = fmt
         return data
 
     @model_validator(mode="after")

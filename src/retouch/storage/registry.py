@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from retouch.errors import StorageError, ValidationFailed
 from retouch.storage.base import Connector, check_relative
-from retouch.storage.url import FetchPolicy
+from retouch.storage.url import FetchPolicy, check_endpoint
 
 __all__ = ["StorageURI", "build_connector", "parse_storage_uri"]
 
@@ -63,6 +63,9 @@ def build_connector(
     local_roots: list[Path],
 ) -> Connector:
     path = parameters.get("path") or ""
+    if parameters.get("endpoint_url"):
+        # boto3 and the google client connect outside our guarded transport: check the endpoint here.
+        check_endpoint(parameters["endpoint_url"], fetch_policy)
     if kind == "local":
         from retouch.storage.local import LocalConnector, check_local_root
 

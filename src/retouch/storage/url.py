@@ -662,3 +662,28 @@ def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) 
         _DEADLINE.reset(token)
         if client is None:
             http.close()
+
+
+def check_endpoint(url: str, policy: FetchPolicy) -> None:
+    """Check a service endpoint that a client library other than ours will connect to (an S3- or
+    GCS-compatible ``endpoint_url``): its host must resolve only to admitted addresses now.
+
+    Our transport cannot guard those libraries' connections, so this is checked when a storage is
+    saved and when its connector is built; together with the allow list it keeps user-supplied
+    endpoints off loopback, private and metadata addresses.
+    """
+    check_url(url, policy)
+    parsed = _parse(url)
+    host = _normalize_host(parsed.host)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if policy._allow.admits_name(host, port):
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise FetchError(f"The endpoint host {host} could not be resolved.") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        reason = _check_address(host, port, address, policy._allow, literal=False)
+        if reason is not None:
+            raise FetchError(f"The endpoint {_shown_raw(url)} is refused: {reason}.")
