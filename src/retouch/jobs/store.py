@@ -86,7 +86,7 @@ class TaskStore:
                 raise NotFound(NOT_FOUND)
             return task
 
-    def add_items(self, task_id: int, specs: list[ItemSpec], first_seq: int) -> list[int]:
+    def add_items(self, task_id: int, specs: list[ItemSpec], first_seq: int, queue: str = "fast") -> list[int]:
         """Insert items not already there (listing may run again after a crash); returns new ids."""
         if not specs:
             return []
@@ -113,7 +113,9 @@ class TaskStore:
                 existing.add(spec.source)
                 rel = _unique(spec.output_rel, is_taken)
                 taken.add(rel)
-                new.append(Item(task_id=task_id, seq=first_seq + offset, source=spec.source, output_rel=rel))
+                new.append(
+                    Item(task_id=task_id, seq=first_seq + offset, source=spec.source, output_rel=rel, queue=queue)
+                )
             session.add_all(new)
             session.flush()
             if new:
@@ -185,9 +187,13 @@ class TaskStore:
 
     # ------------------------------------------------------------------ items
 
-    def claim(self, limit: int, lease_seconds: float) -> list[tuple[int, str]]:
-        """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind).
-        Pending items first; then items whose lease ran out (their worker died)."""
+    def claim(self, limit: int, lease_seconds: float) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind, queue).
+
+        Pending items and items whose lease ran out (their worker or the broker lost them) are taken
+        round-robin across accounts — the n-th item of every account before the (n+1)-th of any — so one
+        account's 100,000-item batch cannot hold back another account's small job; async items first.
+        On PostgreSQL, rows another API replica is claiming are skipped, not waited for."""
         if limit <= 0:
             return []
         now = utcnow()
@@ -196,22 +202,48 @@ class TaskStore:
                 Item.status == ItemStatus.PENDING,
                 and_(Item.status == ItemStatus.RUNNING, Item.lease_until < now),
             )
-            rows = session.execute(
-                select(Item.id, Task.kind)
+            # Look at a bounded window per account (cheap on a huge batch), then interleave accounts.
+            turn = (
+                func.row_number()
+                .over(
+                    partition_by=Task.account_id,
+                    order_by=(case((Task.kind == "async", 0), else_=1), Item.task_id, Item.seq),
+                )
+                .label("turn")
+            )
+            candidates = (
+                select(Item.id.label("item_id"), Task.kind.label("kind"), Item.queue.label("queue"), turn)
                 .join(Task, Task.id == Item.task_id)
                 .where(runnable, Task.status.not_in(TaskStatus.TERMINAL))
-                # async items before batch items, then oldest task first, in listing order
-                .order_by(case((Task.kind == "async", 0), else_=1), Item.task_id, Item.seq)
+                .subquery()
+            )
+            rows = session.execute(
+                select(candidates.c.item_id, candidates.c.kind, candidates.c.queue)
+                .order_by(candidates.c.turn, case((candidates.c.kind == "async", 0), else_=1), candidates.c.item_id)
                 .limit(limit)
             ).all()
             ids = [row[0] for row in rows]
-            if ids:
+            if not ids:
+                return []
+            locking = select(Item.id).where(Item.id.in_(ids), runnable)
+            if self.engine.dialect.name == "postgresql":
+                locking = locking.with_for_update(skip_locked=True)
+            mine = set(session.scalars(locking))
+            if mine:
                 session.execute(
                     update(Item)
-                    .where(Item.id.in_(ids))
-                    .values(status=ItemStatus.RUNNING, lease_until=now + timedelta(seconds=lease_seconds))
+                    .where(Item.id.in_(mine))
+                    .values(
+                        status=ItemStatus.RUNNING, lease_until=now + timedelta(seconds=lease_seconds), started_at=None
+                    )
                 )
-            return [(row[0], row[1]) for row in rows]
+            return [(row[0], row[1], row[2]) for row in rows if row[0] in mine]
+
+    def running_count(self) -> int:
+        with Session(self.engine) as session:
+            return int(
+                session.scalar(select(func.count()).select_from(Item).where(Item.status == ItemStatus.RUNNING)) or 0
+            )
 
     def release_running(self) -> int:
         """Embedded mode start-up: every RUNNING item belonged to a worker of the previous process."""
@@ -238,9 +270,18 @@ class TaskStore:
             if task.status == TaskStatus.CANCELLED:
                 item.status = ItemStatus.CANCELLED
                 return None
+            now = utcnow()
+            lease = (
+                item.lease_until.replace(tzinfo=now.tzinfo)
+                if item.lease_until and item.lease_until.tzinfo is None
+                else item.lease_until
+            )
+            if item.started_at is not None and lease is not None and lease > now:
+                return None  # a redelivered copy: another worker runs this item right now
             item.status = ItemStatus.RUNNING
             item.attempts += 1
-            item.lease_until = utcnow() + timedelta(seconds=lease_seconds)
+            item.started_at = now
+            item.lease_until = now + timedelta(seconds=lease_seconds)
             if task.status == TaskStatus.ACCEPTED:
                 task.status = TaskStatus.PROCESSING
             return ItemWork(item.id, task.id, task.account_id, item.source, item.output_rel, dict(task.request))
@@ -253,7 +294,7 @@ class TaskStore:
                 return
             give_up = item.attempts >= max_attempts
             if not give_up:
-                item.status, item.lease_until = ItemStatus.PENDING, None
+                item.status, item.lease_until, item.started_at = ItemStatus.PENDING, None, None
         if give_up:
             self.fail_item(item_id, error)
 

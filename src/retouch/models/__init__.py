@@ -54,13 +54,16 @@ def model_file(name: str, package: str, resource: str, operation: str) -> Path:
     if override:
         path = Path(override)
         if not path.is_file():
-            raise ModelMissing(f"{operation} is not available: RETOUCH_MODEL_{name.upper()} points to {path}, "
-                               "which does not exist.")
+            raise ModelMissing(
+                f"{operation} is not available: RETOUCH_MODEL_{name.upper()} points to {path}, which does not exist."
+            )
         return path
     try:
         ref = importlib.resources.files(package) / resource
     except ModuleNotFoundError:
-        raise ModelMissing(f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT}).") from None
+        raise ModelMissing(
+            f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT})."
+        ) from None
     path = Path(str(ref))
     if not path.is_file():
         raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
