@@ -196,6 +196,36 @@ def batch(
     raise typer.Exit(1 if report.failed else 0)
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Item processes (0 = one per core).")] = 0,
+    queues: Annotated[
+        str, typer.Option(help="Comma list of queues to consume: fast (classical), ai (models).")
+    ] = "fast,ai",
+) -> None:
+    """Scale-out: a Celery worker that runs items (RETOUCH_BROKER_URL, RETOUCH_DATABASE_URL). Stops on SIGTERM."""
+    from retouch.executors.celery import QUEUES, run_worker
+
+    settings = Settings()
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = set(wanted) - set(QUEUES)
+    if unknown or not wanted:
+        typer.echo(f"error: unknown queues {sorted(unknown)}; known: {', '.join(QUEUES)}", err=True)
+        raise typer.Exit(2)
+    if settings.engine_is_shared:
+        from retouch.database import check_schema, make_engine
+
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            check_schema(engine)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            engine.dispose()
+    run_worker(settings, concurrency or os.cpu_count() or 1, wanted)
+
+
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name (created if new).")],

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from retouch.accounts import KeyStore
@@ -23,8 +24,9 @@ from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
-from retouch.database import make_engine
+from retouch.database import Account, check_schema, make_engine
 from retouch.errors import LimitExceeded, OperationUnavailable, RetouchError, StorageError
+from retouch.executors.base import Executor
 from retouch.executors.local import LocalExecutor
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.jobs.janitor import Janitor
@@ -41,7 +43,7 @@ from retouch.storage.catalog import StorageCatalog
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
 from retouch.storage.url import FetchPolicy, fetch, guarded_client
-from retouch.tmpstore import TmpStore
+from retouch.tmpstore import SharedTmpStore, TmpStore
 
 __all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_name"]
 
@@ -111,7 +113,10 @@ class Service:
         self.engine = make_engine(self.settings.resolved_database_url)
         self.keys = KeyStore(self.engine)
         self.tasks = TaskStore(self.engine)
-        self.tmp = TmpStore(self.settings.tmp_dir, self.settings.resolved_public_url, self.settings.tmp_retention_hours)
+        self._local_tmp = TmpStore(
+            self.settings.tmp_dir, self.settings.resolved_public_url, self.settings.tmp_retention_hours
+        )
+        self._shared_tmp: SharedTmpStore | None = None
         self.limits = self.settings.limits
         self.fetch_policy = FetchPolicy(
             allow_hosts=tuple(self.settings.fetch_allow_hosts),
@@ -127,7 +132,7 @@ class Service:
         self.storages = StorageCatalog(self.engine, box, self.fetch_policy, self.settings.storage_roots)
         self.webhooks = WebhookStore(self.engine, box)
         self._pool: WorkerPool | None = None
-        self._executor: LocalExecutor | None = None
+        self._executor: Executor | None = None
         self._background: list[Any] = []
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retouch-list")
 
@@ -135,18 +140,46 @@ class Service:
         """Start the worker pool, the dispatcher, pending listings, webhook delivery and clean-up."""
         if self._pool is not None:
             return
+        celery = self.settings.executor == "celery"
+        if celery and self.engine.dialect.name != "sqlite":
+            check_schema(self.engine)
+        # Sync edits always run on this replica's own pool (answered in the request, never queued
+        # behind a batch); in Celery mode async and batch items go to the workers instead.
         self._pool = WorkerPool(
             self.worker_count,
             initializer=init_worker,
             initargs=(self.settings,),
             default_deadline=self.settings.item_timeout_seconds,
         )
-        self._executor = LocalExecutor(self.tasks, self._pool, self.settings.item_timeout_seconds)
+        if celery:
+            from retouch.executors.celery import CeleryExecutor
+
+            self._executor = CeleryExecutor(self.tasks, self.settings)
+        else:
+            self._executor = LocalExecutor(self.tasks, self._pool, self.settings.item_timeout_seconds)
         sender = WebhookSender(self.tasks, self.webhooks, self._http, self.result_url, self.settings, self.fetch_policy)
         janitor = Janitor(self)
         self._background = [sender, janitor]
         for task_id in self.tasks.unlisted_tasks():  # listings cut short by a crash or restart
             self._listers.submit(self._list_task, task_id)
+
+    @property
+    def tmp(self) -> TmpStore | SharedTmpStore:
+        """Where results without a destination go: a local folder, or RETOUCH_TMP_STORAGE when replicas share."""
+        uri = self.settings.tmp_storage
+        if not uri:
+            return self._local_tmp
+        if self._shared_tmp is None:
+            target = parse_storage_uri(uri)
+            with Session(self.engine) as session:
+                account = session.scalar(select(Account).where(Account.name == self.settings.tmp_storage_account))
+            if account is None:
+                raise RetouchError(f"RETOUCH_TMP_STORAGE: no account named {self.settings.tmp_storage_account!r}.")
+            connector = self.storages.connector(account.id, target.name)
+            self._shared_tmp = SharedTmpStore(
+                connector, target.path, self.settings.resolved_public_url, self.settings.tmp_retention_hours
+            )
+        return self._shared_tmp
 
     def first_start(self) -> str | None:
         """On an empty database: account `default`, its key (returned, and saved with mode 0600 under

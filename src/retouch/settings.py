@@ -34,7 +34,7 @@ class Limits:
 class Settings(BaseSettings):
     """Every setting of the service. Names are part of the operator's surface: keep them stable."""
 
-    model_config = SettingsConfigDict(env_prefix="RETOUCH_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RETOUCH_", env_file=".env", extra="ignore", populate_by_name=True)
 
     home: Path = Field(Path(".retouch"), description="Database, local storage, tmp results and keys live here.")
     public_url: str | None = Field(None, description="Base of result_url and tmp_url; default http://{host}:{port}.")
@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(10.0, description="Per delivery attempt.")
     task_retention_days: float = Field(30.0, description="Finished tasks older than this are deleted.")
     janitor_interval_seconds: float = Field(600.0, description="How often expired results and tasks are removed.")
+    celery_max_inflight: int = Field(256, description="Items queued or running on Celery workers at once.")
+    item_lease_seconds_override: float | None = Field(
+        None,
+        alias="RETOUCH_ITEM_LEASE_SECONDS",
+        description="How long a claimed item may stay silent before it is "
+        "handed out again; default 2 x item timeout + 60 s.",
+    )
+    redis_url: str | None = Field(None, description="Shared rate limits across replicas; default: the broker if Redis.")
+    tmp_storage: str | None = Field(
+        None, description="storage://name/prefix/ of the account RETOUCH_TMP_STORAGE_ACCOUNT for tmp results."
+    )
+    tmp_storage_account: str = "default"
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -85,6 +97,22 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def item_lease_seconds(self) -> float:
+        return self.item_lease_seconds_override or self.item_timeout_seconds * 2 + 60
+
+    @property
+    def engine_is_shared(self) -> bool:
+        return not self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def storage_roots(self) -> list[Path]:

@@ -13,9 +13,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-__all__ = ["TmpStore", "write_atomic"]
+__all__ = ["SharedTmpStore", "TmpStore", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -51,6 +52,9 @@ class TmpStore:
         write_atomic(self.root / token / name, data)
         return f"{self.public_url}/v1/tmp/{token}/{quote(name)}"
 
+    def fetch(self, token: str, name: str) -> Path | bytes | None:
+        return self.path(token, name)
+
     def path(self, token: str, name: str) -> Path | None:
         """The file for a token and name, or None if unknown, expired or malformed."""
         if not token or "/" in token or token.startswith(".") or name != _safe_name(name):
@@ -76,3 +80,37 @@ class TmpStore:
             except OSError:
                 continue
         return removed
+
+
+class SharedTmpStore:
+    """Tmp results in a storage shared by every replica (``RETOUCH_TMP_STORAGE=storage://name/prefix/``),
+    served through any API replica. The token starts with its creation time, so expiry needs no
+    metadata; deleting old objects is left to the bucket's lifecycle rule (docs/deploy.md)."""
+
+    def __init__(self, connector: Any, prefix: str, public_url: str, retention_hours: float) -> None:
+        self.connector = connector
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.public_url = public_url.rstrip("/")
+        self.retention_seconds = retention_hours * 3600
+
+    def put(self, name: str, data: bytes) -> str:
+        token = f"{int(time.time()):08x}{secrets.token_urlsafe(16)}"
+        name = _safe_name(name)
+        self.connector.write(f"{self.prefix}{token}/{name}", data, "application/octet-stream")
+        return f"{self.public_url}/v1/tmp/{token}/{quote(name)}"
+
+    def fetch(self, token: str, name: str) -> Path | bytes | None:
+        try:
+            created = int(token[:8], 16)
+        except ValueError:
+            return None
+        if time.time() - created > self.retention_seconds or name != _safe_name(name) or "/" in token:
+            return None
+        try:
+            data: bytes = self.connector.read(f"{self.prefix}{token}/{name}")
+        except Exception:
+            return None
+        return data
+
+    def cleanup(self) -> int:
+        return 0  # the bucket's lifecycle rule deletes old objects

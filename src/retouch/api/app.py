@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retouch import __version__
-from retouch.api.ratelimit import RateLimiter
+from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
 from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
@@ -46,7 +46,13 @@ def _client_key(request: Request) -> str:
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
     """Build the app. Tests build several side by side, each with its own settings and home."""
     settings = settings or Settings()
-    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_second)
+    limiter: RateLimiter
+    if settings.shared_redis_url and (settings.rate_limit_per_minute or settings.rate_limit_per_second):
+        limiter = RedisRateLimiter(
+            settings.rate_limit_per_minute, settings.rate_limit_per_second, settings.shared_redis_url
+        )
+    else:
+        limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_second)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -56,6 +56,7 @@ class LocalExecutor:
                 # Keep exactly the free workers busy: the queue stays in the database.
                 free = self.pool.free_slots()
                 claimed = self.store.claim(free, lease_seconds=self.item_timeout * 2 + 60) if free > 0 else []
+                # (sync requests take pool slots too; free_slots() already counts them)
                 for item_id, kind, _queue in claimed:
                     future = self.pool.submit(
                         run_item, item_id, kind, priority=PRIORITY.get(kind, 2), deadline=self.item_timeout

@@ -239,6 +239,17 @@ class TaskStore:
                 )
             return [(row[0], row[1], row[2]) for row in rows if row[0] in mine]
 
+    def release(self, item_ids: list[int]) -> None:
+        """Give claimed items back (they could not be handed to a worker)."""
+        if not item_ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(Item)
+                .where(Item.id.in_(item_ids), Item.status == ItemStatus.RUNNING, Item.started_at.is_(None))
+                .values(status=ItemStatus.PENDING, lease_until=None)
+            )
+
     def running_count(self) -> int:
         with Session(self.engine) as session:
             return int(
@@ -256,7 +267,7 @@ class TaskStore:
                 )
             )
 
-    def start_item(self, item_id: int, lease_seconds: float) -> ItemWork | None:
+    def start_item(self, item_id: int, lease_seconds: float, max_attempts: int = 3) -> ItemWork | None:
         """In the worker: the item to run, or None when it is finished or its task was cancelled."""
         with Session(self.engine) as session, session.begin():
             row = session.execute(
@@ -278,13 +289,24 @@ class TaskStore:
             )
             if item.started_at is not None and lease is not None and lease > now:
                 return None  # a redelivered copy: another worker runs this item right now
-            item.status = ItemStatus.RUNNING
-            item.attempts += 1
-            item.started_at = now
-            item.lease_until = now + timedelta(seconds=lease_seconds)
-            if task.status == TaskStatus.ACCEPTED:
-                task.status = TaskStatus.PROCESSING
-            return ItemWork(item.id, task.id, task.account_id, item.source, item.output_rel, dict(task.request))
+            poisoned = item.attempts >= max_attempts
+            if not poisoned:
+                work = self._begin(session, item, task, now, lease_seconds)
+        if poisoned:
+            # Every earlier attempt died with its worker (crash, OOM, hard time limit): a poison input.
+            self.fail_item(item_id, f"the image worker died on this input {max_attempts} times.")
+            return None
+        return work
+
+    @staticmethod
+    def _begin(session: Session, item: Item, task: Task, now: datetime, lease_seconds: float) -> ItemWork:
+        item.status = ItemStatus.RUNNING
+        item.attempts += 1
+        item.started_at = now
+        item.lease_until = now + timedelta(seconds=lease_seconds)
+        if task.status == TaskStatus.ACCEPTED:
+            task.status = TaskStatus.PROCESSING
+        return ItemWork(item.id, task.id, task.account_id, item.source, item.output_rel, dict(task.request))
 
     def requeue(self, item_id: int, max_attempts: int, error: str) -> None:
         """A worker died on this item: try again, unless it already killed ``max_attempts`` workers."""

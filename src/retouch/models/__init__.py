@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from retouch.errors import OperationUnavailable
 
-__all__ = ["ModelMissing", "configure", "model_file", "cached", "onnx_session", "threads"]
+__all__ = ["ModelMissing", "cached", "configure", "model_file", "onnx_session", "threads"]
 
 T = TypeVar("T")
 

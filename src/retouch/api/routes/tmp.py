@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from retouch.api.deps import get_service
 from retouch.errors import NotFound
@@ -16,11 +16,14 @@ router = APIRouter(tags=["results"])
 
 
 @router.get("/tmp/{token}/{name}", summary="Download a result kept for 24 h (no auth: the URL is the secret)")
-def tmp_file(token: str, name: str, service: Annotated[Service, Depends(get_service)]) -> FileResponse:
-    path = service.tmp.path(token, name)
-    if path is None:
+def tmp_file(token: str, name: str, service: Annotated[Service, Depends(get_service)]) -> Response:
+    found = service.tmp.fetch(token, name)
+    if found is None:
         raise NotFound("Result not found or expired.")
-    with path.open("rb") as handle:
+    headers = {"Cache-Control": "private, max-age=86400"}
+    if isinstance(found, bytes):
+        ext = sniff(found[:32])
+        return Response(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
+    with found.open("rb") as handle:
         ext = sniff(handle.read(32))
-    media_type = FORMATS[ext][1] if ext else "application/octet-stream"
-    return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=86400"})
+    return FileResponse(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
