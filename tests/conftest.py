@@ -18,7 +18,7 @@ from retouch.api.app import create_app
 from retouch.settings import Settings
 
 # The loopback storage servers' session fixtures (moto_server, gcs_emulator), for every test module.
-pytest_plugins = ["tests.servers.moto", "tests.servers.gcs"]
+pytest_plugins = ["tests.servers.moto", "tests.servers.gcs", "tests.servers.services", "tests.servers.topology"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -105,9 +105,15 @@ class LiveApp:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
-        self.base = f"http://127.0.0.1:{settings.port}"
+        self.base = self.public_url = f"http://127.0.0.1:{settings.port}"
         self.service = self.app.state.service
         self.key = self.service.keys.create("tests")
+
+    kind = "local"
+
+    def create_key(self, account: str, scopes: tuple[str, ...] = ("image_editing", "storage")) -> str:
+        key: str = self.service.keys.create(account, scopes)
+        return key
 
     def add_local_storage(self, name: str, key: str | None = None) -> Path:
         """A `local` storage for the tests' account, on a folder under the home's storage root."""

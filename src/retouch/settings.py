@@ -66,7 +66,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(10.0, description="Per delivery attempt.")
     task_retention_days: float = Field(30.0, description="Finished tasks older than this are deleted.")
     janitor_interval_seconds: float = Field(600.0, description="How often expired results and tasks are removed.")
-    celery_max_inflight: int = Field(256, description="Items queued or running on Celery workers at once.")
+    celery_max_inflight: int = Field(
+        32, description="Items queued or running on Celery workers at once: about 2-4x the total worker concurrency."
+    )
     item_lease_seconds_override: float | None = Field(
         None,
         alias="RETOUCH_ITEM_LEASE_SECONDS",

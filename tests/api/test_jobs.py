@@ -19,8 +19,13 @@ import pytest
 from tests.conftest import ImageServer, LiveApp, fixture_bytes, make_settings
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+@pytest.fixture(scope="module", params=["local", "celery"])
+def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The same suite on the embedded default and on the scale-out topology (2 API replicas, 2 Celery
+    workers, PostgreSQL, Redis); requests alternate between the replicas there."""
+    if request.param == "celery":
+        yield request.getfixturevalue("celery_topology")
+        return
     live = LiveApp(make_settings(tmp_path_factory.mktemp("jobs"), webhook_backoff_seconds=0.2))
     yield live
     live.close()
@@ -56,9 +61,9 @@ def test_async_from_url(app: LiveApp, image_server: ImageServer) -> None:
         data = accepted.json()["data"]
         assert data["status"] == "ACCEPTED" and isinstance(data["id"], int)
         assert data["request"] == body
-        assert data["result_url"] == f"{app.base}/v1/image/edit/async/{data['id']}"
+        assert data["result_url"] == f"{app.public_url}/v1/image/edit/async/{data['id']}"
         assert data["created_at"].endswith("Z")
-        done = wait_done(client, data["result_url"].replace(app.base, ""))
+        done = wait_done(client, data["result_url"].replace(app.public_url, ""))
     assert done["status"] == "DONE" and done["errors"] == []
     assert done["result"]["input_object"]["width"] == 451
     out = done["result"]["output_object"]
@@ -164,31 +169,27 @@ def test_empty_and_missing_folder(app: LiveApp) -> None:
     assert unknown.status_code == 400 and "No storage named 'ghost'" in unknown.json()["error_message"]
 
 
-def test_cancel(tmp_path: Path) -> None:
-    live = LiveApp(make_settings(tmp_path, workers=1))
-    try:
-        make_folder(live, "many", {f"{i:03d}.jpg": fixture_bytes("photo_large.jpg") for i in range(40)})
-        with live.client() as client:
-            task = client.post(
-                "/v1/image/edit/batch",
-                json={
-                    "input": "storage://many/",
-                    "operations": {"adjustments": {"hdr": 100}},
-                },
-            ).json()["data"]
-            time.sleep(0.5)
-            cancelled = client.post(f"/v1/image/edit/batch/{task['id']}/cancel")
-            assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "CANCELLED"
-            time.sleep(1.5)
-            final = client.get(f"/v1/image/edit/batch/{task['id']}").json()["data"]
-        assert final["status"] == "CANCELLED"
-        assert final["progress"]["done"] < 40
-        later = final["progress"]["done"]
-        time.sleep(1)
-        with live.client() as client:
-            assert client.get(f"/v1/image/edit/batch/{task['id']}").json()["data"]["progress"]["done"] == later
-    finally:
-        live.close()
+def test_cancel(app: LiveApp) -> None:
+    make_folder(app, "many", {f"{i:03d}.jpg": fixture_bytes("photo_large.jpg") for i in range(40)})
+    with app.client() as client:
+        task = client.post(
+            "/v1/image/edit/batch",
+            json={
+                "input": "storage://many/",
+                "operations": {"adjustments": {"hdr": 100}},
+            },
+        ).json()["data"]
+        time.sleep(0.5)
+        cancelled = client.post(f"/v1/image/edit/batch/{task['id']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "CANCELLED"
+        time.sleep(1.5)
+        final = client.get(f"/v1/image/edit/batch/{task['id']}").json()["data"]
+    assert final["status"] == "CANCELLED"
+    assert final["progress"]["done"] < 40
+    later = final["progress"]["done"]
+    time.sleep(1)
+    with app.client() as client:
+        assert client.get(f"/v1/image/edit/batch/{task['id']}").json()["data"]["progress"]["done"] == later
 
 
 def test_pagination_and_tenancy(app: LiveApp) -> None:
@@ -200,7 +201,7 @@ def test_pagination_and_tenancy(app: LiveApp) -> None:
         page = client.get(f"/v1/image/edit/batch/{task['id']}", params={"offset": 2, "limit": 3}).json()["data"]
         assert client.get(f"/v1/image/edit/async/{task['id']}").status_code == 404  # a batch is not an async task
     assert len(everything) == 7 and page["results"] == everything[2:5]
-    other = app.service.keys.create("someone-else")
+    other = app.create_key("someone-else")
     with app.client(other) as client:
         response = client.get(f"/v1/image/edit/batch/{task['id']}")
         assert response.status_code == 404
@@ -244,11 +245,10 @@ def _wait(predicate: Any, timeout: float = 30) -> None:
 
 
 @pytest.mark.parametrize("fail", [0, 2])
-def test_webhook_signed_and_retried(tmp_path: Path, image_server: ImageServer, fail: int) -> None:
-    live = LiveApp(make_settings(tmp_path, webhook_backoff_seconds=0.2, workers=1))
+def test_webhook_signed_and_retried(app: LiveApp, image_server: ImageServer, fail: int) -> None:
     receiver = Receiver(fail=fail)
     try:
-        with live.client() as client:
+        with app.client() as client:
             put = client.put("/v1/webhook", json={"url": receiver.url, "secret": "s3cret-value", "events": ["success"]})
             assert put.status_code == 200, put.text
             assert put.json()["data"] == {"url": receiver.url, "events": ["success"], "secret_set": True}
@@ -271,7 +271,7 @@ def test_webhook_signed_and_retried(tmp_path: Path, image_server: ImageServer, f
             hook = client.get(f"/v1/image/edit/async/{task['id']}").json()["data"]["webhook"]
             assert hook == {"delivered": True, "attempts": fail + 1, "last_status": "200"}
             time.sleep(0.5)
-            assert len(receiver.bodies) == fail + 1  # exactly once after success
+            assert len(receiver.bodies) == fail + 1  # exactly once after success, whatever the replicas
             # a failed task does not trigger a success-only webhook
             bad = client.post(
                 "/v1/image/edit/async", json={"input": image_server.url("page.html"), "operations": {}}
@@ -279,9 +279,9 @@ def test_webhook_signed_and_retried(tmp_path: Path, image_server: ImageServer, f
             wait_done(client, f"/v1/image/edit/async/{bad['id']}")
             time.sleep(0.6)
             assert len(receiver.bodies) == fail + 1
+            client.delete("/v1/webhook")
     finally:
         receiver.close()
-        live.close()
 
 
 def test_webhook_settings_validation(app: LiveApp) -> None:

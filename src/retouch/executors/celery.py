@@ -93,7 +93,9 @@ def run_worker(settings: Settings, concurrency: int, queues: list[str]) -> None:
 
 class CeleryExecutor:
     """API side: claims runnable items from the store and publishes their ids, keeping at most
-    ``max_inflight`` items running or queued so the broker never holds a whole 100k batch."""
+    ``RETOUCH_CELERY_MAX_INFLIGHT`` items running or queued. The window is small on purpose: the broker
+    is FIFO, so fairness between accounts (the claim order) only holds if the queue stays short; set it
+    to about 2-4x the total worker concurrency."""
 
     def __init__(self, store: TaskStore, settings: Settings) -> None:
         self.store = store
@@ -119,8 +121,10 @@ class CeleryExecutor:
     def _dispatch(self) -> None:
         while not self._stop.is_set():
             sent = 0
+            full = False
             try:
                 room = self.settings.celery_max_inflight - self.store.running_count()
+                full = room <= 0
                 claimed = self.store.claim(min(room, 200), lease_seconds=self.settings.item_lease_seconds)
                 for item_id, kind, queue in claimed:
                     try:
@@ -132,5 +136,7 @@ class CeleryExecutor:
                         break
             except Exception:
                 log.exception("dispatch failed; retrying")
-            self._wake.wait(timeout=0.05 if sent else 0.5)
+            # Workers do not tell this process when they finish: with the window full, look again soon
+            # so they never run dry; with nothing to send, sleep until notified (or half a second).
+            self._wake.wait(timeout=0.05 if sent else 0.1 if full else 0.5)
             self._wake.clear()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from retouch.database import utcnow
+from retouch.errors import RetouchError
 
 __all__ = ["Janitor"]
 
@@ -27,7 +28,11 @@ class Janitor:
 
     def run_once(self) -> tuple[int, int]:
         settings = self.service.settings
-        removed_files = self.service.tmp.cleanup()
+        try:
+            removed_files = self.service.tmp.cleanup()
+        except RetouchError as exc:  # e.g. RETOUCH_TMP_STORAGE names a storage not created yet
+            log.debug("tmp clean-up skipped: %s", exc.public_message)
+            removed_files = 0
         cutoff = utcnow() - timedelta(days=settings.task_retention_days)
         removed_tasks = self.service.tasks.delete_finished_before(cutoff)
         if removed_files or removed_tasks:

@@ -26,6 +26,8 @@ def init_worker(settings: Settings) -> None:
     global _settings
     _settings = settings
     configure_vips(threads=1)
+    # Celery raises the root logger to INFO; libvips' per-image notes would flood worker logs.
+    logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 
 def worker_service() -> Any:

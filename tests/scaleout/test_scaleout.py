@@ -1,0 +1,168 @@
+"""What only the scale-out topology has to prove: a worker killed mid-batch, a Redis restart, the
+PostgreSQL migrations, shared rate limits, and fair share between accounts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyvips
+from sqlalchemy import create_engine, inspect, text
+
+from retouch.api.ratelimit import RedisRateLimiter
+from tests.conftest import FIXTURES
+from tests.servers.services import PostgresServer, RedisServer
+from tests.servers.topology import CeleryTopology
+
+
+def _submit(topology: CeleryTopology, folder: str, count: int, ops: dict[str, Any], key: str = "default") -> int:
+    path = topology.add_local_storage(folder, key if key != "default" else None)
+    data = (FIXTURES / "photo_large.jpg").read_bytes()
+    for i in range(count):
+        (path / f"img-{i:03d}.jpg").write_bytes(data)
+    with topology.client(key) as client:
+        response = client.post(
+            "/v1/image/edit/batch",
+            json={"input": f"storage://{folder}/", "operations": ops, "output": f"storage://{folder}-out/"},
+        )
+    assert response.status_code == 200, response.text
+    task_id: int = response.json()["data"]["id"]
+    return task_id
+
+
+def _view(topology: CeleryTopology, task_id: int, key: str = "default") -> dict[str, Any]:
+    with topology.client(key) as client:
+        data: dict[str, Any] = client.get(f"/v1/image/edit/batch/{task_id}", params={"limit": 1}).json()["data"]
+    return data
+
+
+def _wait(topology: CeleryTopology, task_id: int, timeout: float = 240, key: str = "default") -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (view := _view(topology, task_id, key))["status"] not in ("DONE", "ERROR", "CANCELLED"):
+        assert time.monotonic() < deadline, view["progress"]
+        time.sleep(0.25)
+    with topology.client(key) as client:
+        full: dict[str, Any] = client.get(f"/v1/image/edit/batch/{task_id}").json()["data"]
+    return full
+
+
+def _check_exactly_once(topology: CeleryTopology, view: dict[str, Any], folder: str, count: int) -> None:
+    assert view["status"] == "DONE", view["errors"][:3]
+    assert view["progress"] == {"total": count, "done": count, "failed": 0}
+    uris = [r["output_object"]["claid_storage_uri"] for r in view["results"]]
+    assert len(uris) == count and len(set(uris)) == count
+    out = topology.shared / f"{folder}-out"
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == [f"img-{i:03d}.jpg" for i in range(count)]
+    for name in names[:: max(1, count // 20)]:
+        assert pyvips.Image.new_from_file(str(out / name), fail_on="truncated").avg() > 0
+
+
+def test_worker_sigkill_mid_batch(celery_topology: CeleryTopology) -> None:
+    topology = celery_topology
+    topology.add_local_storage("killed-out")
+    task_id = _submit(topology, "killed", 200, {"resizing": {"width": 400}})
+    deadline = time.monotonic() + 120
+    while _view(topology, task_id)["progress"]["done"] < 20:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    topology.kill_worker(0)  # SIGKILL, mid-item: its claimed and prefetched items are orphaned
+    try:
+        view = _wait(topology, task_id)
+    finally:
+        topology.start_worker(0)
+    _check_exactly_once(topology, view, "killed", 200)
+
+
+def test_redis_restart_mid_batch(celery_topology: CeleryTopology, redis_server: RedisServer) -> None:
+    topology = celery_topology
+    topology.add_local_storage("restart-out")
+    task_id = _submit(topology, "restart", 80, {"resizing": {"width": 400}, "adjustments": {"hdr": 50}})
+    deadline = time.monotonic() + 120
+    while _view(topology, task_id)["progress"]["done"] < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    redis_server.restart()  # no persistence: every queued message is gone
+    view = _wait(topology, task_id)
+    _check_exactly_once(topology, view, "restart", 80)
+
+
+def test_fair_share_between_accounts(celery_topology: CeleryTopology) -> None:
+    topology = celery_topology
+    topology.add_local_storage("big-out")
+    big = _submit(topology, "big", 120, {"resizing": {"width": 800}, "adjustments": {"hdr": 100}})
+    time.sleep(1.0)  # the big batch is listed and its first items are running
+    other = topology.create_key("small-shop")
+    topology.add_local_storage("small-out", other)
+    small = _submit(topology, "small", 3, {"resizing": {"width": 200}}, key=other)
+    view = _wait(topology, small, key=other, timeout=120)
+    assert view["status"] == "DONE"
+    # the small job finished while the big one was still far from done: it did not wait behind it
+    assert _view(topology, big)["progress"]["done"] < 100
+    _wait(topology, big)
+
+
+def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.create_database(f"migrate_{os.getpid()}")
+    env = {**os.environ, "RETOUCH_DATABASE_URL": url, "RETOUCH_HOME": str(tmp_path)}
+    for _ in range(2):  # the second run finds nothing to do
+        done = subprocess.run(
+            [sys.executable, "-m", "retouch", "db", "upgrade"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+        assert {"accounts", "api_keys", "storages", "tasks", "items", "webhooks", "alembic_version"} <= tables
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        engine.dispose()
+    # a worker refuses to start on a database that was never migrated
+    empty = postgres_server.create_database(f"empty_{os.getpid()}")
+    refused = subprocess.run(
+        [sys.executable, "-m", "retouch", "worker"],
+        env={**env, "RETOUCH_DATABASE_URL": empty, "RETOUCH_BROKER_URL": "redis://127.0.0.1:1/0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "retouch db upgrade" in refused.stderr
+
+
+def test_rate_limit_shared_through_redis(redis_server: RedisServer) -> None:
+    replicas = [RedisRateLimiter(100, 3, redis_server.url) for _ in range(2)]
+    key = f"key:shared-{time.time()}"
+    verdicts = []
+    for _ in range(3):  # all within one second window, unless it just turned: then retry the batch
+        now = time.time()
+        if now - int(now) > 0.7:
+            time.sleep(1 - (now - int(now)))
+        verdicts = [replicas[i % 2].hit(key + str(int(time.time()))) for i in range(4)]
+        if len({int(time.time())}) == 1:
+            break
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert verdicts[-1].headers["RateLimit-Remaining"] == "-1"
+
+
+def test_sqlite_default_unchanged(tmp_path: Path) -> None:
+    """The embedded default needs none of this: no broker, no PostgreSQL, SQLite migrated by itself."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETOUCH_")}
+    env["RETOUCH_HOME"] = str(tmp_path)
+    shutil.copy(FIXTURES / "coffee.jpg", tmp_path / "in.jpg")
+    done = subprocess.run(
+        [sys.executable, "-m", "retouch", "keys", "create", "--account", "x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "retouch.db").exists()
+    assert httpx is not None
