@@ -27,36 +27,36 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import queue
 import resource
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import corpus
-
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+from common import (
+    MB,
+    REPO,
+    RESULTS_DIR,
+    background,
+    cmdline,
+    cpu_by_pid,
+    cpu_stat,
+    file_server,
+    machine_info,
+    percentile,
+    process_tree,
+    retouch_server,
+    vm_hwm,
+)
 
 WIDTH = 1000
 QUALITY = 85
 OPERATIONS = {"resizing": {"width": WIDTH}}
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,28 +104,6 @@ class RunResult:
     @property
     def img_per_s(self) -> float:
         return self.images / self.wall_s
-
-
-# ------------------------------------------------------------------------------------------ machine load
-
-
-def cpu_stat() -> tuple[float, float, float]:
-    """(busy, steal, wall) in seconds from /proc/stat's aggregate line, for background-load accounting."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK, time.monotonic()
-
-
-def background(
-    before: tuple[float, float, float], after: tuple[float, float, float], ours_s: float
-) -> tuple[float, float]:
-    """Cores kept busy by other processes during a run, and steal as a percentage of the machine."""
-    wall = after[2] - before[2]
-    busy = after[0] - before[0]
-    steal = after[1] - before[1]
-    ncpu = os.cpu_count() or 1
-    return max(0.0, (busy - ours_s) / wall), 100 * steal / (wall * ncpu)
 
 
 # ------------------------------------------------------------------------------------------ pool modes
@@ -251,137 +229,6 @@ def run_pool(mode: Mode, images: list[Path], warmup: list[Path]) -> RunResult:
 # ------------------------------------------------------------------------------------------ HTTP modes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with status {proc.returncode} before answering {url}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # uvicorn and http.server both shut down cleanly on Ctrl-C
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _proc_stat(pid: int) -> tuple[int, float]:
-    """(ppid, utime+stime seconds) of a process; the comm field may contain spaces, so split after its ')'."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    rest = text[text.rindex(")") + 2 :].split()
-    return int(rest[1]), (int(rest[11]) + int(rest[12])) / CLK_TCK
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (the server, its pool workers and multiprocessing's resource tracker)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid, _ = _proc_stat(int(entry))
-            except (OSError, ValueError):
-                continue  # exited while we looked
-            children.setdefault(ppid, []).append(int(entry))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_by_pid(pids: list[int]) -> dict[int, float]:
-    """CPU seconds used so far by each process (0 for one that has exited)."""
-    cpu = dict.fromkeys(pids, 0.0)
-    for pid in pids:
-        with suppress(OSError):  # exited meanwhile
-            cpu[pid] = _proc_stat(pid)[1]
-    return cpu
-
-
-def vm_hwm(pid: int) -> int:
-    """Peak resident set size of a live process (VmHWM), in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def cmdline(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-
-
-@contextmanager
-def file_server(directory: Path) -> Iterator[tuple[int, int]]:
-    """A loopback HTTP server over the corpus for the URL-input mode, in its own process so its CPU is
-    accounted separately from the clients'. Yields (port, pid)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(directory), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # one log line per request would only cost CPU
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", proc)
-        yield port, proc.pid
-    finally:
-        stop(proc)
-
-
-@contextmanager
-def retouch_server(workers: int) -> Iterator[tuple[str, str, int]]:
-    """A fresh `retouch serve` per run, so its peak RSS belongs to that run alone. Yields (base url, key, pid)."""
-    home = Path(tempfile.mkdtemp(prefix="retouch-bench-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "RETOUCH_HOME": str(home),
-        "RETOUCH_RATE_LIMIT_PER_MINUTE": "0",  # 0 turns the limiter off; the default 4/s would throttle us
-        "RETOUCH_RATE_LIMIT_PER_SECOND": "0",
-        "RETOUCH_FETCH_ALLOW_HOSTS": "127.0.0.1",  # inputs come from the loopback file server
-    }
-    cmd = [sys.executable, "-m", "retouch", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    log = (home / "server.log").open("wb")
-    # cwd=home: the settings also read a .env file from the working directory; the repo's must not leak in.
-    proc = subprocess.Popen([*cmd, "--workers", str(workers)], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    pids: list[int] = []
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz", proc)
-        key = (home / "initial-api-key").read_text().strip()
-        yield base, key, proc.pid
-    finally:
-        pids = process_tree(proc.pid) if proc.poll() is None else []
-        stop(proc)
-        log.close()
-        # The pool is shut down without waiting; make sure no worker of ours outlives the run.
-        for pid in pids[1:]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def _http_request(client: Any, mode: Mode, file_base: str, path: Path) -> dict[str, Any]:
     output = output_options(mode.progressive)
     if mode.kind == "http-url":
@@ -403,7 +250,9 @@ def run_http(
     import httpx
 
     file_base = f"http://127.0.0.1:{file_port}"
-    with retouch_server(mode.procs) as (base, key, server_pid):
+    # The inputs come from the loopback file server, which the fetcher's SSRF guard refuses by default.
+    allow_loopback = {"RETOUCH_FETCH_ALLOW_HOSTS": "127.0.0.1"}
+    with retouch_server(mode.procs, extra_env=allow_loopback) as (base, key, server_pid):
         # Keep-alive clients, one per thread, like a batch uploader would use.
         pool = [
             httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=300) for _ in range(clients)
@@ -516,13 +365,6 @@ def _same_bytes(path: str) -> dict[str, bool]:
     return {f"progressive={prog}": _baseline_fn(prog)(data)[0] == _inproc_fn(prog)(data)[0] for prog in (False, True)}
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    return statistics.quantiles(ordered, n=100, method="inclusive")[round(pct) - 1]
-
-
 def run_mode(
     mode: Mode, args: argparse.Namespace, images: list[Path], warmup: list[Path], fs: tuple[int, int]
 ) -> RunResult:
@@ -546,47 +388,6 @@ def run_mode(
         print(f"  ... background load over {args.max_background} cores; waiting {args.retry_wait:g} s and repeating")
         time.sleep(args.retry_wait)
     raise AssertionError("unreachable")
-
-
-def machine_info() -> dict[str, Any]:
-    import fastapi
-    import httpx
-    import pyvips
-    import uvicorn
-
-    import retouch
-
-    cpu: dict[str, str] = {}
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "cpu family", "model", "flags") and key.strip() not in cpu:
-                cpu[key.strip()] = value.strip()
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    try:
-        commit = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    flags = cpu.get("flags", "").split()
-    return {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": f"{cpu.get('model name', '?')} (family {cpu.get('cpu family', '?')} model {cpu.get('model', '?')})",
-        "simd": " ".join(f for f in ("avx2", "avx512f") if f in flags),
-        "memory_gb": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
-        "python": platform.python_version(),
-        "retouch": f"{retouch.__version__} ({commit})",
-        "pyvips": pyvips.__version__,
-        "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
-        "fastapi": fastapi.__version__,
-        "uvicorn": uvicorn.__version__,
-        "httpx": httpx.__version__,
-    }
 
 
 def summarise(modes: list[Mode], best: dict[str, RunResult], passes: dict[str, list[float]]) -> list[dict[str, Any]]:
