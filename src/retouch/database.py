@@ -62,6 +62,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the API read while a worker writes; busy_timeout waits instead of failing on a lock.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # NORMAL is safe in WAL mode (a power cut may lose the last commits, never corrupts the file) and
+    # saves an fsync per commit: three per batch item otherwise.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

@@ -54,7 +54,7 @@ class LocalExecutor:
         while not self._stop.is_set():
             try:
                 # Keep exactly the free workers busy: the queue stays in the database.
-                free = self.pool.free_slots()
+                free = self.pool.free_slots(ahead=1)
                 claimed = self.store.claim(free, lease_seconds=self.item_timeout * 2 + 60) if free > 0 else []
                 # (sync requests take pool slots too; free_slots() already counts them)
                 for item_id, kind, _queue in claimed:

@@ -129,11 +129,13 @@ class WorkerPool:
         self._wake()
         return future
 
-    def free_slots(self) -> int:
-        """Workers with nothing to do and nothing queued for them (feeders use it to stay just ahead)."""
+    def free_slots(self, ahead: int = 0) -> int:
+        """How many more jobs keep every worker busy plus ``ahead`` queued per worker: a feeder that
+        queues one job ahead per worker hides its own latency without building a long queue (a sync
+        request still overtakes queued jobs: it waits for at most one job per worker)."""
         with self._lock:
             busy = sum(1 for w in self._workers if w.job is not None)
-            return self.size - busy - len(self._queue)
+            return self.size * (1 + ahead) - busy - len(self._queue)
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
