@@ -49,19 +49,30 @@ __all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_n
 
 log = logging.getLogger("retouch.service")
 
-# Operations of the contract that need a model; they are validated now and answer 422 until the
-# AI issue ships their offline models.
-_AI_UNAVAILABLE = "needs an AI model that this installation does not have yet"
+# Operations of the contract with no offline model and no honest classical stand-in: validated, then
+# refused with a message that says so (docs/operations.md).
+_NO_OFFLINE_MODEL = "no offline model for it ships with retouch"
 
 
 def check_available(ops: ImageOperations) -> None:
     """Refuse, before any work, operations this installation cannot perform."""
-    names = ops.ai_operations()
+    names: list[str] = []
+    bg = ops.background
+    if bg is not None and ((bg.remove and bg.remove.selective) or (bg.blur and bg.blur.selective)):
+        names.append("background.selective (text-prompted object)")
+    if ops.generative and ops.generative.style_transfer:
+        names.append("generative.style_transfer")
+    if ops.resizing and ops.resizing.fit.type == "outpaint":
+        names.append("resizing.fit.outpaint")
     if names:
         raise OperationUnavailable(
-            f"Operation {', '.join(names)} is not available: it {_AI_UNAVAILABLE}.",
-            details={name: ["not available in this installation"] for name in names},
+            f"Operation {', '.join(names)} is not available: {_NO_OFFLINE_MODEL}.",
+            details={name.split(" ")[0]: ["not available in this installation"] for name in names},
         )
+    from retouch import models
+
+    for operation in ops.ai_operations():
+        models.require(operation)
 
 
 def queue_for(ops: ImageOperations) -> str:

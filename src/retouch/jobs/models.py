@@ -64,7 +64,7 @@ class Item(Base):
         UniqueConstraint("task_id", "source"),
         # Two inputs never write the same output of one batch (a.jpg and a.png -> a.jpg, a-2.jpg).
         UniqueConstraint("task_id", "output_rel"),
-        Index("ix_items_task_status", "task_id", "status"),
+        Index("ix_items_task_status", "task_id", "status", "seq"),  # claim: next pending of a task, in order
         Index("ix_items_status_lease", "status", "lease_until"),
     )
 

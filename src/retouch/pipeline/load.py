@@ -150,6 +150,16 @@ def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
         raise _corrupt(info.ext, exc) from None
 
 
+def decode_upright(data: bytes, info: SourceInfo) -> pyvips.Image:
+    """The first frame at full size, EXIF orientation applied (for the source stage)."""
+    try:
+        if info.ext in _PILLOW_FORMATS:
+            return _pillow_decode(data)
+        return pyvips.Image.new_from_buffer(data, "", fail_on="truncated").autorot()
+    except pyvips.Error as exc:
+        raise _corrupt(info.ext, exc) from None
+
+
 def _pillow_open(data: bytes):  # type: ignore[no-untyped-def]
     from PIL import Image
 

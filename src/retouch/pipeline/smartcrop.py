@@ -51,8 +51,8 @@ def _analysis_rgb(image: pyvips.Image) -> tuple[npt.NDArray[np.uint8], float, fl
     small = image.resize(scale, kernel="linear") if scale < 1.0 else image
     if small.hasalpha():
         small = small.extract_band(0, n=small.bands - 1)
-    if small.bands < 3:
-        small = small.colourspace("srgb")
+    if small.bands < 3 or small.interpretation in ("rgb16", "grey16"):
+        small = small.colourspace("srgb")  # also scales 16-bit to 8-bit, which a plain cast would clip
     if small.format != "uchar":
         small = small.cast("uchar")
     rgb: npt.NDArray[np.uint8] = small.numpy()
@@ -78,7 +78,9 @@ def _points_box(points: Sequence[tuple[float, float]]) -> _Box:
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _face_region(faces: list[Face], width: int, height: int, bounds: tuple[int, int]) -> tuple[_Box, tuple[float, float]]:
+def _face_region(
+    faces: list[Face], width: int, height: int, bounds: tuple[int, int]
+) -> tuple[_Box, tuple[float, float]]:
     """The box to keep whole, and the point to centre on along any axis where that box is too big.
 
     The most prominent face (area x score) anchors the region: its box with the margin, else its bare box,
@@ -100,9 +102,7 @@ def _face_region(faces: list[Face], width: int, height: int, bounds: tuple[int, 
     return region, focus
 
 
-def _salient_region(
-    mask: npt.NDArray[Any], image_size: tuple[int, int]
-) -> tuple[_Box, tuple[float, float]] | None:
+def _salient_region(mask: npt.NDArray[Any], image_size: tuple[int, int]) -> tuple[_Box, tuple[float, float]] | None:
     """Bounding box and centroid of mask > 0.5, in image pixels; None when nothing is salient."""
     alpha = np.asarray(mask, dtype=np.float32)
     if alpha.ndim == 3:
@@ -117,7 +117,8 @@ def _salient_region(
 
 def _place(lo: float, hi: float, focus: float, size: int, total: int) -> int:
     """Offset along one axis: centre [lo, hi] in the window if it fits (and then keep it whole), else
-    centre on ``focus``; always clamped to the image (centring yields to the edges, containment doesn't)."""
+    centre on ``focus``. The window never leaves the image: at an edge, centring gives way (containment of
+    [lo, hi] still holds, since it lies inside the image)."""
     if hi - lo <= size:
         start = round((lo + hi - size) / 2)
         # Rounding may shave a fractional pixel off one side; nudge the window to contain the region.
@@ -174,9 +175,7 @@ def smart_crop_window(
     return left, top
 
 
-def smart_crop(
-    image: pyvips.Image, width: int, height: int, saliency: Saliency | None = None
-) -> pyvips.Image:
+def smart_crop(image: pyvips.Image, width: int, height: int, saliency: Saliency | None = None) -> pyvips.Image:
     """Cut ``width x height`` out of ``image`` (already scaled to cover it), keeping faces, else the salient
     object, else what libvips' attention finds interesting."""
     # The image is read twice (analysis, then the crop); a sequential decode cannot be re-read, and the

@@ -1,7 +1,8 @@
 """STEPS: the one ordered list of pixel steps. Read it top to bottom; each line says why it is there.
 
-Decoding happens before this list (``load.decode``: upright, shrunk on load, cut to the fit) and
-encoding after it (``encode.encode``).
+Before this list: the source stage (``source.py``: JPEG repair, identity crop, background clipping —
+they change what the geometry is measured from), then ``resize.scale_and_fit`` (shrink on load, model
+upscaling, centre or face-aware crop). After it: ``encode.encode``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from retouch.pipeline.adjust import adjust, sharpen
 from retouch.pipeline.colour import to_srgb
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
+from retouch.pipeline.cutout import blur_background, remove_background
 from retouch.pipeline.frame import frame
+from retouch.pipeline.privacy import blur_plates
+from retouch.pipeline.restore import polish
 
 __all__ = ["STEPS", "Step"]
 
@@ -23,11 +27,18 @@ Step = Callable[[pyvips.Image, Edit], pyvips.Image]
 STEPS: tuple[Step, ...] = (
     # Every later step assumes 8-bit sRGB(A): CMYK/P3/16-bit/grey inputs are converted first.
     to_srgb,
+    # Plates are found on the picture as it is, before canvas padding and before sharpening.
+    blur_plates,
+    # The subject mask is computed at output resolution, on the original colours.
+    remove_background,
+    blur_background,
     # Colour work on the resized image (cheaper than on the source) and before the frame, so the
     # padding and canvas fill keep the exact requested colour.
     adjust,
     # Shrink to the content size and centre on the canvas with the background colour.
     frame,
+    # Polish (denoise + detail) after the last resample, like sharpening.
+    polish,
     # Sharpen last among pixel steps: any resample after it would soften it again.
     sharpen,
     # Formats without alpha get the fill colour under transparent pixels (white, never black).

@@ -119,7 +119,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.create_index("ix_items_status_lease", ["status", "lease_until"], unique=False)
-        batch_op.create_index("ix_items_task_status", ["task_id", "status"], unique=False)
+        batch_op.create_index("ix_items_task_status", ["task_id", "status", "seq"], unique=False)
 
     # ### end Alembic commands ###
 
