@@ -181,7 +181,8 @@ def test_cancel(app: LiveApp) -> None:
         ).json()["data"]
         time.sleep(0.5)
         cancelled = client.post(f"/v1/image/edit/batch/{task['id']}/cancel")
-        assert cancelled.status_code == 200 and cancelled.json()["data"]["status"] == "CANCELLED"
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["data"]["status"] == "CANCELLED", cancelled.json()["data"]["errors"][:3]
         time.sleep(1.5)
         final = client.get(f"/v1/image/edit/batch/{task['id']}").json()["data"]
     assert final["status"] == "CANCELLED"

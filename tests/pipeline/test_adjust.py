@@ -71,3 +71,12 @@ def test_zero_adjustments_change_nothing() -> None:
     base = _render({})
     same = _render({"exposure": 0, "contrast": 0, "saturation": 0, "sharpness": 0, "hdr": 0})
     assert np.array_equal(base, same)
+
+
+def test_hdr_on_a_large_streamed_image() -> None:
+    # Regression: local histograms on a sequentially decoded (shrink-on-load) image failed with
+    # "out of order read" on images larger than a few tiles.
+    result = edit("photo_large.jpg", {"adjustments": {"hdr": 100}, "resizing": {"width": 2000}})
+    assert (result.width, result.height) == (2000, 1333)
+    plain = edit("photo_large.jpg", {"adjustments": {"hdr": 100}})
+    assert (plain.width, plain.height) == (2400, 1600)

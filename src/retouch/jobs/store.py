@@ -103,6 +103,8 @@ class TaskStore:
             def is_taken(name: str) -> bool:
                 if name in taken:
                     return True
+                if name in wanted:  # its row, if any, was loaded into `taken` above
+                    return False
                 hit = session.scalar(select(Item.id).where(Item.task_id == task_id, Item.output_rel == name))
                 return hit is not None
 

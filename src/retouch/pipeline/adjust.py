@@ -48,6 +48,9 @@ def adjust(image: pyvips.Image, edit: Edit) -> pyvips.Image:
 def _local_tone(image: pyvips.Image, intensity: int) -> pyvips.Image:
     """Classical "HDR" look: contrast-limited local histogram equalisation of lightness (CLAHE on L*),
     blended with the original by intensity. Colour (a*, b*) is untouched, so hues do not shift."""
+    # Local histograms read the image out of order; the decoder streams it top to bottom
+    # (shrink-on-load is sequential), so render it into memory first: "out of order read" otherwise.
+    image = image.copy_memory()
     alpha = image[3] if image.bands == 4 else None
     rgb = image[0:3] if image.bands == 4 else image
     lab = rgb.colourspace("lab")
