@@ -80,6 +80,9 @@ class Settings(BaseSettings):
         None, description="storage://name/prefix/ of the account RETOUCH_TMP_STORAGE_ACCOUNT for tmp results."
     )
     tmp_storage_account: str = "default"
+    model_threads: int = Field(
+        0, description="Intra-op threads per model in each worker process; 0 = cores / workers (at least 1)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -4,6 +4,7 @@ local pool and the Celery workers, so the job logic never forks."""
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from retouch.contracts.edit import EditRequest, UploadData
@@ -28,7 +29,11 @@ def init_worker(settings: Settings) -> None:
     configure_vips(threads=1)
     from retouch import models
 
-    models.configure(threads=1)  # one worker per core: models get one intra-op thread each
+    # One worker per core is the fast layout for throughput; spare cores (fewer workers than cores)
+    # go to the models' own threads, which shortens a single request.
+    cores = os.cpu_count() or 1
+    workers = settings.workers or cores
+    models.configure(threads=settings.model_threads or max(1, cores // workers))
     # Celery raises the root logger to INFO; libvips' per-image notes would flood worker logs.
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 
