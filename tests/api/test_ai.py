@@ -17,6 +17,10 @@ from tests.conftest import FIXTURES, ImageServer, LiveApp, fixture_bytes
 pytest.importorskip("onnxruntime")
 
 
+def _upload(client: Any, name: str, data: str) -> Any:
+    return client.post("/v1/image/edit/upload", files={"file": (name, fixture_bytes(name))}, data={"data": data})
+
+
 def _image(client: Any, response: Any) -> pyvips.Image:
     assert response.status_code == 200, response.text
     url = response.json()["data"]["output"]["tmp_url"]
@@ -25,10 +29,22 @@ def _image(client: Any, response: Any) -> pyvips.Image:
 
 def test_remove_background_png_keeps_alpha_and_jpeg_is_white(live: LiveApp) -> None:
     with live.client() as client:
-        png = _image(client, client.post("/v1/image/edit/upload", files={"file": ("a.png", fixture_bytes("astronaut.png"))},
-                                         data={"data": '{"operations": {"background": {"remove": true}}, "output": {"format": "png"}}'}))
-        jpg = _image(client, client.post("/v1/image/edit/upload", files={"file": ("a.png", fixture_bytes("astronaut.png"))},
-                                         data={"data": '{"operations": {"background": {"remove": {"category": "general"}}}}'}))
+        png = _image(
+            client,
+            client.post(
+                "/v1/image/edit/upload",
+                files={"file": ("a.png", fixture_bytes("astronaut.png"))},
+                data={"data": '{"operations": {"background": {"remove": true}}, "output": {"format": "png"}}'},
+            ),
+        )
+        jpg = _image(
+            client,
+            client.post(
+                "/v1/image/edit/upload",
+                files={"file": ("a.png", fixture_bytes("astronaut.png"))},
+                data={"data": '{"operations": {"background": {"remove": {"category": "general"}}}}'},
+            ),
+        )
     assert png.bands == 4
     alpha = png[3].numpy()
     assert alpha[5, 5] == 0 and alpha[300, 256] == 255  # corner removed, the suit kept
@@ -37,9 +53,11 @@ def test_remove_background_png_keeps_alpha_and_jpeg_is_white(live: LiveApp) -> N
 
 
 def test_remove_background_colour_and_clipping_with_padding(live: LiveApp, image_server: ImageServer) -> None:
-    body = {"input": image_server.url("coffee.jpg"),
-            "operations": {"background": {"remove": {"clipping": True}, "color": "#00ff00"}, "padding": "10%"},
-            "output": {"format": "png"}}
+    body = {
+        "input": image_server.url("coffee.jpg"),
+        "operations": {"background": {"remove": {"clipping": True}, "color": "#00ff00"}, "padding": "10%"},
+        "output": {"format": "png"},
+    }
     with live.client() as client:
         out = _image(client, client.post("/v1/image/edit", json=body))
     assert out.bands == 3
@@ -52,16 +70,27 @@ def test_blur_async_and_smart_crop_batch(live: LiveApp, image_server: ImageServe
     folder = live.add_local_storage("portraits")
     (folder / "astronaut.png").write_bytes(fixture_bytes("astronaut.png"))
     with live.client() as client:
-        task = client.post("/v1/image/edit/async", json={
-            "input": image_server.url("astronaut.png"),
-            "operations": {"background": {"blur": {"type": "lens", "level": "high"}}}}).json()["data"]
-        batch = client.post("/v1/image/edit/batch", json={
-            "input": "storage://portraits/",
-            "operations": {"resizing": {"width": 150, "height": 400, "fit": {"type": "crop", "crop": "smart"}}},
-            "output": {"destination": "storage://portraits/out/", "format": "png"}}).json()["data"]
+        task = client.post(
+            "/v1/image/edit/async",
+            json={
+                "input": image_server.url("astronaut.png"),
+                "operations": {"background": {"blur": {"type": "lens", "level": "high"}}},
+            },
+        ).json()["data"]
+        batch = client.post(
+            "/v1/image/edit/batch",
+            json={
+                "input": "storage://portraits/",
+                "operations": {"resizing": {"width": 150, "height": 400, "fit": {"type": "crop", "crop": "smart"}}},
+                "output": {"destination": "storage://portraits/out/", "format": "png"},
+            },
+        ).json()["data"]
         for kind, tid in (("async", task["id"]), ("batch", batch["id"])):
             deadline = time.monotonic() + 120
-            while (view := client.get(f"/v1/image/edit/{kind}/{tid}").json()["data"])["status"] not in ("DONE", "ERROR"):
+            while (view := client.get(f"/v1/image/edit/{kind}/{tid}").json()["data"])["status"] not in (
+                "DONE",
+                "ERROR",
+            ):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             assert view["status"] == "DONE", view["errors"]
@@ -75,13 +104,27 @@ def test_blur_async_and_smart_crop_batch(live: LiveApp, image_server: ImageServe
 
 def test_upscale_and_identity_crop(live: LiveApp) -> None:
     with live.client() as client:
-        up = _image(client, client.post("/v1/image/edit/upload", files={"file": ("c.jpg", fixture_bytes("chelsea.jpg"))},
-                                        data={"data": '{"operations": {"restorations": {"upscale": "smart_enhance"},'
-                                                      ' "resizing": {"width": "200%"}}}'}))
-        crop = client.post("/v1/image/edit/upload", files={"file": ("a.png", fixture_bytes("astronaut.png"))},
-                           data={"data": '{"operations": {"privacy": {"identity_crop": true}}}'})
-        noface = client.post("/v1/image/edit/upload", files={"file": ("c.jpg", fixture_bytes("coffee.jpg"))},
-                             data={"data": '{"operations": {"privacy": {"identity_crop": true}}}'})
+        up = _image(
+            client,
+            client.post(
+                "/v1/image/edit/upload",
+                files={"file": ("c.jpg", fixture_bytes("chelsea.jpg"))},
+                data={
+                    "data": '{"operations": {"restorations": {"upscale": "smart_enhance"},'
+                    ' "resizing": {"width": "200%"}}}'
+                },
+            ),
+        )
+        crop = client.post(
+            "/v1/image/edit/upload",
+            files={"file": ("a.png", fixture_bytes("astronaut.png"))},
+            data={"data": '{"operations": {"privacy": {"identity_crop": true}}}'},
+        )
+        noface = client.post(
+            "/v1/image/edit/upload",
+            files={"file": ("c.jpg", fixture_bytes("coffee.jpg"))},
+            data={"data": '{"operations": {"privacy": {"identity_crop": true}}}'},
+        )
     assert (up.width, up.height) == (902, 600)
     assert crop.status_code == 200 and crop.json()["data"]["output"]["height"] < 512
     assert noface.status_code == 422 and "no face" in noface.json()["error_message"]

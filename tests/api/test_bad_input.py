@@ -148,10 +148,20 @@ CASES = [
         data='{"operations": {}, "input": "x"}',
     ),
     # --- operations this installation cannot do yet
-    Case("selective removal (no text-grounded model)", 422, "image", "background.selective",
-         body=ops({"background": {"remove": {"selective": {"object_to_keep": "the red car"}}}})),
-    Case("style transfer", 422, "image", "generative.style_transfer",
-         body=ops({"generative": {"style_transfer": {"style_reference_image": "https://x/y.jpg"}}})),
+    Case(
+        "selective removal (no text-grounded model)",
+        422,
+        "image",
+        "background.selective",
+        body=ops({"background": {"remove": {"selective": {"object_to_keep": "the red car"}}}}),
+    ),
+    Case(
+        "style transfer",
+        422,
+        "image",
+        "generative.style_transfer",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "https://x/y.jpg"}}}),
+    ),
     Case("outpaint", 422, "image", "outpaint", body=ops({"resizing": {"width": 10, "height": 20, "fit": "outpaint"}})),
     # --- fetching
     Case("private address url", 400, "web", "private", body=ops({}, input_url="http://10.0.0.1/a.jpg")),

@@ -102,7 +102,9 @@ def require(operation: str) -> None:
     try:
         ref = importlib.resources.files(package) / resource
     except ModuleNotFoundError:
-        raise ModelMissing(f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT}).") from None
+        raise ModelMissing(
+            f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT})."
+        ) from None
     if not (ref.is_file() or ref.is_dir()):
         raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
 

@@ -11,7 +11,7 @@ import pyvips
 
 from retouch.pipeline.edit import Edit
 
-__all__ = ["remove_background", "blur_background"]
+__all__ = ["blur_background", "remove_background"]
 
 
 def remove_background(image: pyvips.Image, edit: Edit) -> pyvips.Image:

@@ -14,7 +14,7 @@ from retouch.contracts.operations import ImageOperations
 from retouch.pipeline.load import SourceInfo, decode, decode_upright
 from retouch.pipeline.plan import Plan
 
-__all__ = ["upscale_kind", "scale_and_fit"]
+__all__ = ["scale_and_fit", "upscale_kind"]
 
 log = logging.getLogger("retouch.pipeline")
 

@@ -9,7 +9,7 @@ import pyvips
 from retouch.contracts.operations import ImageOperations
 from retouch.pipeline.load import SourceInfo, decode_upright
 
-__all__ = ["needs_source_stage", "prepare_source", "decompress_strength"]
+__all__ = ["decompress_strength", "needs_source_stage", "prepare_source"]
 
 
 def decompress_strength(data: bytes, ops: ImageOperations) -> str | None:

@@ -13,9 +13,9 @@ import pyvips
 
 from retouch.pipeline.adjust import adjust, sharpen
 from retouch.pipeline.colour import to_srgb
+from retouch.pipeline.cutout import blur_background, remove_background
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
-from retouch.pipeline.cutout import blur_background, remove_background
 from retouch.pipeline.frame import frame
 from retouch.pipeline.privacy import blur_plates
 from retouch.pipeline.restore import polish
