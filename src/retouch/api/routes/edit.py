@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
+from starlette.formparsers import MultiPartParser
 
 from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
@@ -15,6 +16,10 @@ from retouch.errors import LimitExceeded, ValidationFailed
 from retouch.service import Service
 
 router = APIRouter(tags=["image editing"])
+
+# Starlette spools uploads over 1 MB to a temporary file on disk, then we read it back: for photos
+# of a few MB that is a write and a read per request for nothing. Keep up to 16 MB in memory.
+MultiPartParser.spool_max_size = 16 * 1024 * 1024
 
 ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
 Svc = Annotated[Service, Depends(get_service)]
