@@ -100,7 +100,5 @@ def run_item(item_id: int, kind: str) -> str:
     except Exception:  # a bug must cost one item, never the batch
         log.exception("item %s (%s) failed", item_id, work.source)
         task_id = store.finish_item(item_id, None, f"{work.source}: internal error while processing.", input_object)
-    if task_id is not None:
-        store.maybe_finish(task_id)
-        return "done"
-    return "skipped"
+    # finish_item also moved the task to its terminal state when this was its last item.
+    return "done" if task_id is not None else "skipped"

@@ -338,9 +338,7 @@ class TaskStore:
         """Fail an item from outside its worker (deadline, crashes); the message names the input."""
         with Session(self.engine) as session:
             source = session.scalar(select(Item.source).where(Item.id == item_id)) or "the input"
-        task_id = self.finish_item(item_id, None, f"{source}: {reason}", None)
-        if task_id is not None:
-            self.maybe_finish(task_id)
+        self.finish_item(item_id, None, f"{source}: {reason}", None)
 
     def finish_item(
         self, item_id: int, result: dict[str, Any] | None, error: str | None, error_input: dict[str, Any] | None
@@ -358,32 +356,38 @@ class TaskStore:
             if not moved:
                 return None
             task_id = session.scalar(select(Item.task_id).where(Item.id == item_id))
+            assert task_id is not None  # the row was just updated
             counter = {"done": Task.done + 1} if error is None else {"failed": Task.failed + 1}
             session.execute(update(Task).where(Task.id == task_id).values(**counter))
+            # The completion check rides on the same transaction: one commit per item fewer.
+            self._finish_if_complete(session, task_id)
             return task_id
 
     def maybe_finish(self, task_id: int) -> str | None:
         """Move the task to DONE or ERROR when listing is over and no item is left; returns the new
         status if this call made the move (exactly one caller does), else None."""
         with Session(self.engine) as session, session.begin():
-            task = session.get(Task, task_id)
-            if task is None or task.status in TaskStatus.TERMINAL or not task.listed:
-                return None
-            # Counters, not a count over the items: O(1) whatever the size of the batch.
-            if task.done + task.failed < task.total:
-                return None
-            status = TaskStatus.ERROR if (task.failed or task.error or task.total == 0) else TaskStatus.DONE
-            moved = rowcount(
-                session.execute(
-                    update(Task)
-                    .where(Task.id == task_id, Task.status.not_in(TaskStatus.TERMINAL))
-                    .values(status=status, finished_at=utcnow())
-                )
+            return self._finish_if_complete(session, task_id)
+
+    def _finish_if_complete(self, session: Session, task_id: int) -> str | None:
+        task = session.get(Task, task_id)
+        if task is None or task.status in TaskStatus.TERMINAL or not task.listed:
+            return None
+        # Counters, not a count over the items: O(1) whatever the size of the batch.
+        if task.done + task.failed < task.total:
+            return None
+        status = TaskStatus.ERROR if (task.failed or task.error or task.total == 0) else TaskStatus.DONE
+        moved = rowcount(
+            session.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.status.not_in(TaskStatus.TERMINAL))
+                .values(status=status, finished_at=utcnow())
             )
-            if not moved:
-                return None
-            self._schedule_webhook(session, task_id, status)
-            return status
+        )
+        if not moved:
+            return None
+        self._schedule_webhook(session, task_id, status)
+        return status
 
     # ------------------------------------------------------------------ webhooks
 
