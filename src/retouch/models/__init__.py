@@ -48,9 +48,25 @@ def threads() -> int:
     return _threads
 
 
+def _override(name: str) -> str | None:
+    return _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}")
+
+
+def _packaged(package: str, resource: str, operation: str, *, folder: bool = False) -> Path:
+    """``resource`` inside the installed ``package``, or ModelMissing with the install hint."""
+    try:
+        path = Path(str(importlib.resources.files(package) / resource))
+    except ModuleNotFoundError:
+        missing = f"the model package {package!r} is missing"
+        raise ModelMissing(f"{operation} is not available: {missing} ({INSTALL_HINT}).") from None
+    if not (path.is_file() or (folder and path.is_dir())):
+        raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
+    return path
+
+
 def model_file(name: str, package: str, resource: str, operation: str) -> Path:
     """The weight file: ``RETOUCH_MODEL_<NAME>`` if set, else ``resource`` inside ``package``."""
-    override = _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}")
+    override = _override(name)
     if override:
         path = Path(override)
         if not path.is_file():
@@ -58,16 +74,7 @@ def model_file(name: str, package: str, resource: str, operation: str) -> Path:
                 f"{operation} is not available: RETOUCH_MODEL_{name.upper()} points to {path}, which does not exist."
             )
         return path
-    try:
-        ref = importlib.resources.files(package) / resource
-    except ModuleNotFoundError:
-        raise ModelMissing(
-            f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT})."
-        ) from None
-    path = Path(str(ref))
-    if not path.is_file():
-        raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
-    return path
+    return _packaged(package, resource, operation)
 
 
 def cached(key: str, factory: Callable[[], T]) -> T:
@@ -97,16 +104,8 @@ def require(operation: str) -> None:
     if found is None:
         return
     name, package, resource = found
-    if _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}"):
-        return
-    try:
-        ref = importlib.resources.files(package) / resource
-    except ModuleNotFoundError:
-        raise ModelMissing(
-            f"{operation} is not available: the model package {package!r} is missing ({INSTALL_HINT})."
-        ) from None
-    if not (ref.is_file() or ref.is_dir()):
-        raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
+    if not _override(name):
+        _packaged(package, resource, operation, folder=True)
 
 
 def onnx_session(path: Path, operation: str) -> Any:
