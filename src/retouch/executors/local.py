@@ -54,8 +54,11 @@ class LocalExecutor:
         while not self._stop.is_set():
             try:
                 # Keep exactly the free workers busy: the queue stays in the database.
-                free = self.pool.free_slots(ahead=1)
-                claimed = self.store.claim(free, lease_seconds=self.item_timeout * 2 + 60) if free > 0 else []
+                # Up to two items queued per worker, claimed a worker's worth at a time: fewer, larger
+                # claims (each is a transaction) while the workers never run dry.
+                free = self.pool.free_slots(ahead=2)
+                wanted = free if free >= self.pool.size else 0
+                claimed = self.store.claim(wanted, lease_seconds=self.item_timeout * 2 + 60) if wanted else []
                 # (sync requests take pool slots too; free_slots() already counts them)
                 for item_id, kind, _queue in claimed:
                     future = self.pool.submit(

@@ -57,10 +57,18 @@ def edit_in_worker(
     return result
 
 
-def _request(kind: str, raw: dict[str, Any]) -> UploadData:
-    if kind == "batch":
-        return BatchEditRequest.model_validate(raw)
-    return EditRequest.model_validate(raw)
+_requests: dict[int, UploadData] = {}
+
+
+def _request(task_id: int, kind: str, raw: dict[str, Any]) -> UploadData:
+    """The task's request, validated once per task in this worker (every item of a batch shares it)."""
+    request = _requests.get(task_id)
+    if request is None:
+        request = BatchEditRequest.model_validate(raw) if kind == "batch" else EditRequest.model_validate(raw)
+        if len(_requests) > 256:
+            _requests.clear()
+        _requests[task_id] = request
+    return request
 
 
 def run_item(item_id: int, kind: str) -> str:
@@ -72,15 +80,11 @@ def run_item(item_id: int, kind: str) -> str:
     work = store.start_item(item_id, lease_seconds=service.settings.item_timeout_seconds * 2 + 60)
     if work is None:
         return "skipped"  # already finished (a redelivery) or the task was cancelled
-    request = _request(kind, work.request)
+    request = _request(work.task_id, kind, work.request)
     input_object: dict[str, Any] | None = None
+    data = b""
     try:
         data, _name = service.read_input_sync(work.account_id, work.source)
-        try:
-            info = probe(data, service.limits)
-            input_object = image_object(info.ext, info.width, info.height)
-        except RetouchError:
-            pass  # edit_bytes raises the same error with the same message below
         result = edit_bytes(data, request.operations, request.output, service.limits)
         where = service.write_output_sync(
             work.account_id, request.output.destination, work.output_rel, result.data, result.format
@@ -96,6 +100,12 @@ def run_item(item_id: int, kind: str) -> str:
         }
         task_id = store.finish_item(item_id, outcome, None, None)
     except RetouchError as exc:
+        # Say what the input was when its header can be read (only on this path: success needs no second probe).
+        try:
+            info = probe(data, service.limits)
+            input_object = image_object(info.ext, info.width, info.height)
+        except RetouchError:
+            pass
         task_id = store.finish_item(item_id, None, f"{work.source}: {exc.public_message}", input_object)
     except Exception:  # a bug must cost one item, never the batch
         log.exception("item %s (%s) failed", item_id, work.source)
