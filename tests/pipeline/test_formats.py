@@ -19,7 +19,7 @@ def test_jpeg_progressive_flag() -> None:
     baseline = edit("coffee.jpg", {}, {"format": {"type": "jpeg", "progressive": False}})
     assert decoded(progressive).get("interlaced") == 1
     assert not (baseline_img := decoded(baseline)).get_typeof("interlaced") or baseline_img.get("interlaced") == 0
-    default = edit("coffee.jpg", {}, "jpeg" if False else {"format": "jpeg"})
+    default = edit("coffee.jpg", {}, {"format": "jpeg"})
     assert decoded(default).get("interlaced") == 1  # the contract's default is progressive
 
 
@@ -41,7 +41,6 @@ def test_png_compression_levels() -> None:
 def test_tiff_lossless_default_and_lossy() -> None:
     lossless = edit("photo.png", {}, {"format": "tiff"})
     lossy = edit("photo.png", {}, {"format": {"type": "tiff", "compression": {"type": "lossy", "quality": 50}}})
-    assert decoded(lossless).get("tiff-compression") if False else True
     assert len(lossy.data) < len(lossless.data)
     original = pyvips.Image.new_from_file("tests/fixtures/photo.png")
     assert (decoded(lossless) - original).abs().max() == 0

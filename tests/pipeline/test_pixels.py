@@ -55,7 +55,7 @@ def test_transparent_colour_on_jpeg_becomes_white() -> None:
         edit(
             "coffee.jpg",
             {"padding": "30px", "background": {"color": "transparent"}},
-            "storage://x/" if False else {"format": "jpeg"},
+            {"format": "jpeg"},
         )
     )
     assert px[5, 5].min() >= 250

@@ -11,7 +11,7 @@ import pyvips
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 from retouch.errors import ImageError
-from retouch.pipeline.background import ALPHA_FORMATS, fill_color
+from retouch.pipeline.background import fill_color
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import encode
 from retouch.pipeline.load import FORMATS, SourceInfo, probe
@@ -71,6 +71,3 @@ def run(
             f"The input {FORMATS[info.ext][0]} image could not be decoded (truncated or corrupt): {reason}"
         ) from None
     return Encoded(encoded, info, spec.format, image.width, image.height, info.pages - 1)
-
-
-_ = ALPHA_FORMATS
