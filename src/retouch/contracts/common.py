@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 __all__ = ["HEX_COLOR_RE", "PERCENT_RE", "Lenient", "Strict", "none_is_absent", "parse_percent"]
 
@@ -36,3 +36,12 @@ def none_is_absent(data: Any) -> Any:
     if isinstance(data, dict):
         return {key: value for key, value in data.items() if value is not None}
     return data
+
+
+class Group(Strict):
+    """An operation group: ``null`` for any of its fields means the field is absent."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return none_is_absent(data)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from retouch.contracts.common import HEX_COLOR_RE, Strict, none_is_absent, parse_percent
+from retouch.contracts.common import HEX_COLOR_RE, Group, Strict, none_is_absent, parse_percent
 
 __all__ = [
     "Adjustments",
@@ -285,14 +285,9 @@ class Padding(Strict):
 # ------------------------------------------------------------------------------ privacy, restorations
 
 
-class Privacy(Strict):
+class Privacy(Group):
     blur_car_plate: bool = Field(False, description="Detect and blur licence plates.")
     identity_crop: bool = Field(False, description="Crop away everything above the line between nose and mouth.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return none_is_absent(data)
 
 
 class UpscalePhoto(Strict):
@@ -303,17 +298,12 @@ class UpscalePhoto(Strict):
 UpscaleName = Literal["smart_enhance", "smart_resize", "faces", "digital_art", "photo"]
 
 
-class Restorations(Strict):
+class Restorations(Group):
     upscale: UpscaleName | UpscalePhoto | None = Field(
         None, description="Model used when the image is enlarged; the target size comes from `resizing`."
     )
     decompress: Literal["moderate", "strong", "auto"] | None = Field(None, description="Remove JPEG artefacts.")
     polish: bool = Field(False, description="Redraw details sharper while keeping structure.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return none_is_absent(data)
 
 
 class StyleTransfer(Strict):
@@ -331,7 +321,7 @@ class Generative(Strict):
 # ----------------------------------------------------------------------------------------- the whole
 
 
-class ImageOperations(Strict):
+class ImageOperations(Group):
     """Everything to do to the image. Every group is optional; ``{}`` re-encodes only."""
 
     restorations: Restorations | None = Field(None, description="upscale, decompress, polish (AI).")
@@ -341,11 +331,6 @@ class ImageOperations(Strict):
     padding: Padding | None = Field(None, description="CSS-order padding string, e.g. '10%' or '30px 60px'.")
     privacy: Privacy | None = Field(None, description="blur_car_plate, identity_crop (AI).")
     generative: Generative | None = Field(None, description="style_transfer (AI).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return none_is_absent(data)
 
     @field_validator("padding", mode="before")
     @classmethod
