@@ -22,7 +22,6 @@ See bench/README.md for what is timed and how to read the results.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
@@ -36,8 +35,6 @@ from typing import Any
 import corpus
 from common import (
     MB,
-    REPO,
-    RESULTS_DIR,
     background,
     cmdline,
     cpu_by_pid,
@@ -50,6 +47,7 @@ from common import (
     retouch_server,
     vm_hwm,
     vm_rss,
+    write_results,
 )
 
 WIDTH = 1000
@@ -523,12 +521,7 @@ def main() -> None:
                 "tree_result": "pass" if tree_ratio <= MEMORY_TARGET else "FAIL",
             },
         }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    md_path, json_path = RESULTS_DIR / f"{args.name}.md", RESULTS_DIR / f"{args.name}.json"
-    md_path.write_text(markdown(report))
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(md_path.read_text())
-    print(f"wrote {md_path.relative_to(REPO)} and {json_path.relative_to(REPO)}")
+    write_results(report, args.name, markdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ See bench/README.md for what is timed and how to read the results.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
@@ -42,7 +41,6 @@ from typing import Any
 
 from common import (
     REPO,
-    RESULTS_DIR,
     background,
     cpu_by_pid,
     cpu_stat,
@@ -51,6 +49,7 @@ from common import (
     machine_lines,
     percentile,
     quiet_run,
+    write_results,
 )
 
 # tests/servers/ holds the moto and GCS-emulator helpers the storage tests use; import them from the repo root.
@@ -484,12 +483,7 @@ def main() -> None:
         "object_bytes": args.size,
         "rounds": rounds,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    md_path, json_path = RESULTS_DIR / f"{args.name}.md", RESULTS_DIR / f"{args.name}.json"
-    md_path.write_text(markdown(report))
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(md_path.read_text())
-    print(f"wrote {md_path.relative_to(REPO)} and {json_path.relative_to(REPO)}")
+    write_results(report, args.name, markdown)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ server's pool workers, multiprocessing's resource tracker) and costs nothing mea
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import shutil
@@ -313,3 +314,13 @@ def machine_lines(info: dict[str, Any], packages: tuple[str, ...] = ()) -> list[
         f"Linux {info['kernel']}; load average at start {' '.join(info['loadavg_at_start'])}.",
         f"- Versions: {versions}.",
     ]
+
+
+def write_results(report: dict[str, Any], name: str, markdown: Callable[[dict[str, Any]], str]) -> None:
+    """bench/results/NAME.md (from ``markdown``) and NAME.json, then show the markdown."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    md_path, json_path = RESULTS_DIR / f"{name}.md", RESULTS_DIR / f"{name}.json"
+    md_path.write_text(markdown(report))
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(md_path.read_text())
+    print(f"wrote {md_path.relative_to(REPO)} and {json_path.relative_to(REPO)}")

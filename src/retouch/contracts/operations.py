@@ -170,22 +170,23 @@ class Selective(Strict):
     object_to_keep: str = Field(..., min_length=3, max_length=128, description="Text naming the object to keep.")
 
 
-def _category(value: Any) -> Any:
-    # An older contract version allowed {"type": "products", "version": "2"}; versions are all current now.
-    if isinstance(value, dict) and set(value) <= {"type", "version"} and "type" in value:
-        return value["type"]
-    return value
+class _Subject(Strict):
+    """What the background operations keep: a category of subject, or a text-selected object."""
 
-
-class RemoveOptions(Strict):
     category: Category | None = Field(None, description="general | products | cars (default general).")
     selective: Selective | None = Field(None, description="Keep only the named object (text-prompted).")
-    clipping: bool = Field(False, description="Crop the canvas to the object before resizing and padding.")
 
     @field_validator("category", mode="before")
     @classmethod
     def _cat(cls, value: Any) -> Any:
-        return _category(value)
+        # An older contract version allowed {"type": "products", "version": "2"}; versions are all current now.
+        if isinstance(value, dict) and set(value) <= {"type", "version"} and "type" in value:
+            return value["type"]
+        return value
+
+
+class RemoveOptions(_Subject):
+    clipping: bool = Field(False, description="Crop the canvas to the object before resizing and padding.")
 
     @model_validator(mode="after")
     def _exclusive(self) -> RemoveOptions:
@@ -194,16 +195,9 @@ class RemoveOptions(Strict):
         return self
 
 
-class BlurOptions(Strict):
-    category: Category | None = Field(None, description="general | products | cars.")
-    selective: Selective | None = Field(None, description="Keep only the named object sharp.")
+class BlurOptions(_Subject):
     type: Literal["regular", "lens"] = Field("regular", description="regular = gaussian; lens = bokeh-like disc.")
     level: Literal["low", "medium", "high"] = Field("medium", description="Blur strength.")
-
-    @field_validator("category", mode="before")
-    @classmethod
-    def _cat(cls, value: Any) -> Any:
-        return _category(value)
 
 
 class Background(Strict):
