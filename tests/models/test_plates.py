@@ -171,6 +171,46 @@ def test_two_plates_in_one_image_are_both_blurred() -> None:
     assert plates.find_plates(out) == []
 
 
+@pytest.mark.parametrize(("plate_h", "where"), [(40, "on the tile seam"), (200, "longer than the overlap")])
+def test_large_images_are_read_in_tiles_and_plates_on_the_seams_are_found(plate_h: int, where: str) -> None:
+    """2000x1333 is above TILE_AREA: two tiles meeting mid-width plus an overview. The plate sits in
+    the middle, where the tiles overlap; a 200 px plate (~750 px long) fits in neither tile whole
+    and must come from the overview."""
+    rgb, mask = scene("KX 4821", size=(2000, 1333), plate_h=plate_h)
+    views = plates.views(rgb)
+    assert len(views) > 2 and all(v.shape[0] * v.shape[1] <= plates.TILE_AREA for _, _, _, v in views)
+    boxes = plates.find_plates(rgb)
+    assert len(boxes) == 1, (where, boxes)  # seen by several views, kept once
+    assert covered(mask, boxes) >= 0.97, (where, boxes)
+
+
+def test_views_cover_the_image_with_overlapping_tiles() -> None:
+    small = np.zeros((800, 1200, 3), np.uint8)
+    assert [(x, y, s, v.shape) for x, y, s, v in plates.views(small)] == [(0, 0, 1.0, small.shape)]
+    for height, width in [(1333, 2000), (2000, 2000), (600, 3000), (1999, 1001)]:
+        rgb = np.zeros((height, width, 3), np.uint8)
+        seen = np.zeros((height, width), bool)
+        *tiles, (ox, oy, scale, overview) = plates.views(rgb)
+        assert scale < 1.0
+        assert (ox, oy) == (0, 0) and max(overview.shape[:2]) == plates.OVERVIEW_SIDE
+        for x, y, s, tile in tiles:
+            assert s == 1.0 and tile.shape[0] * tile.shape[1] <= plates.TILE_AREA
+            assert np.shares_memory(tile, rgb)  # views, not copies
+            seen[y : y + tile.shape[0], x : x + tile.shape[1]] = True
+        assert seen.all()
+        starts = sorted({x for x, _, _, _ in tiles})
+        ends = sorted({x + t.shape[1] for x, _, _, t in tiles})
+        assert all(end - start >= plates.TILE_OVERLAP for start, end in zip(starts[1:], ends[:-1], strict=True))
+
+
+def test_dedupe_keeps_the_larger_of_two_views_of_one_plate() -> None:
+    assert plates.dedupe([(10, 10, 100, 40), (12, 11, 96, 38), (300, 10, 100, 40)]) == [
+        (10, 10, 100, 40),
+        (300, 10, 100, 40),
+    ]
+    assert plates.dedupe([(0, 0, 100, 40), (60, 0, 100, 40)]) == [(0, 0, 100, 40), (60, 0, 100, 40)]
+
+
 @pytest.mark.parametrize("resizing", [None, {"width": 800}])
 def test_through_the_pipeline(monkeypatch: pytest.MonkeyPatch, resizing: dict[str, Any] | None) -> None:
     """The step right after to_srgb (where the lead is asked to put it), on the real decode and encode."""

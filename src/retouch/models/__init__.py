@@ -11,6 +11,8 @@ Without them, AI operations answer 422 with a hint instead of failing at import 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.resources
 import os
 import threading
@@ -20,7 +22,17 @@ from typing import Any, TypeVar
 
 from retouch.errors import OperationUnavailable
 
-__all__ = ["REQUIRED", "ModelMissing", "cached", "configure", "model_file", "onnx_session", "require", "threads"]
+__all__ = [
+    "REQUIRED",
+    "ModelMissing",
+    "cached",
+    "configure",
+    "model_file",
+    "onnx_session",
+    "release_memory",
+    "require",
+    "threads",
+]
 
 T = TypeVar("T")
 
@@ -46,6 +58,29 @@ def configure(threads: int = 1, overrides: dict[str, str] | None = None) -> None
 
 def threads() -> int:
     return _threads
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[assignment]
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim, nothing to do
+        return None
+    return trim
+
+
+_malloc_trim = _libc_trim()
+
+
+def release_memory() -> None:
+    """Hand the heap's free pages back to the OS between model calls (glibc ``malloc_trim``).
+
+    A network's activations are hundreds of MB freed in another order than they were allocated;
+    glibc keeps the holes, and the next call's allocations do not fit them, so the heap - and the
+    worker's peak RSS - ratchets up call after call (PP-OCRv4 det in tiles: 476 -> 398 MB peak).
+    Trimming costs well under a millisecond against a model call of 100+ ms."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _override(name: str) -> str | None:

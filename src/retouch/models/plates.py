@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import math
 import os
 import re
 import threading
@@ -50,9 +51,21 @@ from pathlib import Path
 
 import numpy as np
 
-from retouch.models import ModelMissing, cached, model_file, onnx_session, threads
+from retouch.models import ModelMissing, cached, model_file, onnx_session, release_memory, threads
 
-__all__ = ["OPERATION", "Box", "decode_yolo", "find_plates", "load", "looks_like_plate", "read_text", "widen"]
+__all__ = [
+    "DETECT_SIDE",
+    "OPERATION",
+    "Box",
+    "decode_yolo",
+    "dedupe",
+    "find_plates",
+    "load",
+    "looks_like_plate",
+    "read_text",
+    "views",
+    "widen",
+]
 
 OPERATION = "privacy.blur_car_plate"
 PACKAGE = "rapidocr_onnxruntime"
@@ -62,11 +75,18 @@ REC = "models/ch_PP-OCRv4_rec_infer.onnx"
 #: (x, y, w, h) in pixels of the image given to find_plates.
 Box = tuple[int, int, int, int]
 
+#: Long side, in px, of what the detector is given (rapidocr's own ``max_side_len``): callers shrink
+#: larger images to this first, so the full-resolution array never reaches the model.
+DETECT_SIDE = 2000
 TEXT_SCORE = 0.5  # rapidocr's default recognition-score floor (4/4 real plates read in the survey)
 LINE_ASPECT = (1.5, 8.0)  # long/short side of the rotated text box: any plate line
 WORD_ASPECT = (2.0, 6.0)  # the letters-only / digits-only alternative
 WIDEN_ALONG, WIDEN_ACROSS = 1.4, 1.6  # text box -> plate frame
 YOLO_SCORE, YOLO_IOU, YOLO_WIDEN = 0.4, 0.5, 1.2
+#: Tiled detection (see ``views``): tile area limit, overlap between tiles, overview long side, in px.
+TILE_AREA = 1_700_000
+TILE_OVERLAP = 400
+OVERVIEW_SIDE = 1000
 
 _SEPARATORS = re.compile(r"[\s.\-·•:|_/'\"]+")
 
@@ -178,8 +198,92 @@ class _OcrPlates:
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
         height, width = rgb.shape[:2]
-        boxes = [widen(quad, width, height) for quad, text, _ in self.read(rgb) if looks_like_plate(text, quad)]
-        return [b for b in boxes if b[2] > 0 and b[3] > 0]
+        boxes: list[Box] = []
+        for x, y, scale, view in views(rgb):
+            for quad in self._plates(view):
+                full = quad / scale + np.array([x, y], dtype=np.float32)
+                if scale < 1.0:
+                    # Seen in the overview, where the text box is a few px off at full size (a 200 px
+                    # plate's box fell 4 % short): measure it again on a full-detail crop around it.
+                    full = self._refine(rgb, full)
+                boxes.append(widen(full, width, height))
+        return dedupe([b for b in boxes if b[2] > 0 and b[3] > 0])
+
+    def _plates(self, view: np.ndarray) -> list[np.ndarray]:
+        """Quads of the text lines in ``view`` that pass the plate rule (which is scale-free)."""
+        found = [quad for quad, text, _ in self.read(view) if looks_like_plate(text, quad)]
+        release_memory()
+        return found
+
+    def _refine(self, rgb: np.ndarray, quad: np.ndarray) -> np.ndarray:
+        """The plate quad re-read on a full-detail crop around ``quad`` (half its size again on each
+        side), shrunk to ``TILE_AREA`` if need be; ``quad`` itself when the crop finds nothing."""
+        height, width = rgb.shape[:2]
+        (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
+        mx, my = (x1 - x0) / 2, (y1 - y0) / 2
+        cx0, cy0 = max(0, math.floor(x0 - mx)), max(0, math.floor(y0 - my))
+        cx1, cy1 = min(width, math.ceil(x1 + mx)), min(height, math.ceil(y1 + my))
+        crop = rgb[cy0:cy1, cx0:cx1]
+        scale = min(1.0, math.sqrt(TILE_AREA / max(1, crop.shape[0] * crop.shape[1])))
+        if scale < 1.0:
+            import cv2
+
+            size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        found = self._plates(np.ascontiguousarray(crop))
+        if not found:
+            return quad
+        best = max(found, key=lambda q: float(np.ptp(q[:, 0]) * np.ptp(q[:, 1])))
+        refined: np.ndarray = best / scale + np.array([cx0, cy0], dtype=np.float32)
+        return refined
+
+
+def views(rgb: np.ndarray) -> list[tuple[int, int, float, np.ndarray]]:
+    """What the text detector runs on: ``(x, y, scale, array)``, with ``array`` = ``rgb[y:, x:]`` x ``scale``.
+
+    The detector's working memory grows with the pixels it is given (PP-OCRv4 det: ~190 MB per
+    megapixel; one 2000x1333 pass peaked at ~500 MB over the loaded model), so an image above
+    ``TILE_AREA`` is read as a grid of overlapping tiles at full detail, plus one ``OVERVIEW_SIDE``
+    overview. A plate up to ``TILE_OVERLAP`` px long lies whole inside some tile; a longer one is
+    at least ``OVERVIEW_SIDE / DETECT_SIDE`` x that in the overview, large enough to read. The grid
+    is the one with the least total area whose tiles fit ``TILE_AREA``.
+    """
+    height, width = rgb.shape[:2]
+    if height * width <= TILE_AREA:
+        return [(0, 0, 1.0, rgb)]
+
+    def side(length: int, count: int) -> int:
+        return length if count == 1 else min(length, math.ceil((length + (count - 1) * TILE_OVERLAP) / count))
+
+    grids = [(nx, ny) for nx in range(1, 9) for ny in range(1, 9) if side(width, nx) * side(height, ny) <= TILE_AREA]
+    nx, ny = min(grids, key=lambda g: (g[0] * side(width, g[0]) * g[1] * side(height, g[1]), g))
+    tw, th = side(width, nx), side(height, ny)
+    out: list[tuple[int, int, float, np.ndarray]] = []
+    for j in range(ny):
+        for i in range(nx):
+            x = 0 if nx == 1 else round(i * (width - tw) / (nx - 1))
+            y = 0 if ny == 1 else round(j * (height - th) / (ny - 1))
+            out.append((x, y, 1.0, rgb[y : y + th, x : x + tw]))
+    import cv2
+
+    scale = min(1.0, OVERVIEW_SIDE / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    out.append((0, 0, scale, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)))
+    return out
+
+
+def dedupe(boxes: list[Box]) -> list[Box]:
+    """Drop boxes lying mostly (>= 80 %) inside a larger kept one: the same plate seen by two views."""
+    kept: list[Box] = []
+    for box in sorted(boxes, key=lambda b: -b[2] * b[3]):
+        x, y, w, h = box
+        inside = any(
+            max(0, min(x + w, kx + kw) - max(x, kx)) * max(0, min(y + h, ky + kh) - max(y, ky)) >= 0.8 * w * h
+            for kx, ky, kw, kh in kept
+        )
+        if not inside:
+            kept.append(box)
+    return kept
 
 
 # ------------------------------------------------------------------------------------ YOLO override
