@@ -82,12 +82,14 @@ DECOMPRESS_MODEL: dict[str, str] = {
     "strong": "WAIFU2X_CUNET_UP1X_DENOISE3X",
 }
 
-#: Interior side of one tile, in input pixels, per network family. Measured (1 tile, 2 threads):
-#: ncnn's Winograd/im2col workspaces make a tile cost far more than its blobs, about
-#: upconv_7 256 px: +385 MB (320 px: +690 MB), cunet 2x 192 px: +640 MB (256 px: +920 MB),
-#: cunet 1x 256 px: +325 MB. Smaller tiles bound memory but redo more context (upconv_7 at 256:
-#: +11 % work; cunet 2x at 192: +40 %) and run slower per pixel, so these sit at the knee.
-TILE = {"upconv_7": 256, "cunet_2x": 192, "cunet_1x": 256}
+#: Interior side of one tile, in input pixels, per network family. ncnn's Winograd/im2col
+#: workspaces make a tile cost far more than its blobs, and a worker must stay under 700 MB peak
+#: RSS (issue 5). Measured, one model thread, whole process peak (bench_ai's rows):
+#: upconv_7 3 MP -> 12 MP: tile 256: 767 MB, 192: 564 MB, 128: 384 MB at +3 % time (the extra
+#: 7 px of context per side is cheap: smaller tiles stay in cache); 4x to 12 MP at 128: 390 MB.
+#: cunet 2x 1 MP -> 4 MP: 192: 721 MB, 128: 449 MB (+6 % time), 96: 376 MB (+10 %).
+#: cunet 1x 1 MP: 256: 393 MB, 192: 340 MB at the same time, 128: 251 MB (+10 %).
+TILE = {"upconv_7": 128, "cunet_2x": 128, "cunet_1x": 192}
 
 #: ``auto`` decompression thresholds on the estimated IJG quality (see ``needs_decompress``).
 AUTO_CLEAN_FROM = 90
