@@ -63,11 +63,12 @@ def _input(size: str, folder: Path) -> Path:
 def _one(op: str, size: str, folder: Path, repeats: int) -> dict[str, Any]:
     """Runs in a child process: warm-up (model load), then best of `repeats`."""
     import retouch
-    from retouch import models
-    from retouch.pipeline import configure_vips
+    from retouch.jobs.runner import init_worker
+    from retouch.settings import Settings
 
-    configure_vips(threads=1)
-    models.configure(threads=1)
+    # Exactly what a worker process sets up (one vips thread, every core for the models), so the
+    # row is what one worker of the service costs.
+    init_worker(Settings(home=folder / "home"))
     data = _input(size, folder).read_bytes()
     ops = OPERATIONS[op]
 
@@ -193,7 +194,8 @@ def _markdown(results: dict[str, Any]) -> str:
         "# AI operations: CPU time and memory per image",
         "",
         f"{m['date']}, {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, load average before {m['load_before']}.",
-        "One process per row (model threads = 1, vips threads = 1); times are the best of the repeats after a",
+        "One process per row, set up like a worker (`init_worker`: vips threads = 1, model threads = all cores,",
+        "idle model threads sleep); times are the best of the repeats after a",
         "warm-up that loads the model (`first`); peak RSS is the process's VmHWM (interpreter, libraries, model,",
         "images). Output JPEG q85 (the upscale rows are sized by their *output*: 4 and 12 MP).",
         "",

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     )
     tmp_storage_account: str = "default"
     model_threads: int = Field(
-        0, description="Intra-op threads per model in each worker process; 0 = cores / workers (at least 1)."
+        0, description="Intra-op threads per model in each worker process; 0 = all cores (idle threads sleep)."
     )
     host: str = "127.0.0.1"
     port: int = 8000

@@ -154,5 +154,8 @@ def onnx_session(path: Path, operation: str) -> Any:
     options.enable_cpu_mem_arena = False
     options.intra_op_num_threads = _threads
     options.inter_op_num_threads = 1
+    # Threads sleep between ops instead of spinning: every worker process has its own pool, and with
+    # more model threads than free cores spinning threads burn the cores the others need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
