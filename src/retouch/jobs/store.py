@@ -282,45 +282,66 @@ class TaskStore:
             )
 
     def start_item(self, item_id: int, lease_seconds: float, max_attempts: int = 3) -> ItemWork | None:
-        """In the worker: the item to run, or None when it is finished or its task was cancelled."""
-        with Session(self.engine) as session, session.begin():
-            row = session.execute(
-                select(Item, Task).join(Task, Task.id == Item.task_id).where(Item.id == item_id)
+        """In the worker: the item to run, or None when it is finished or its task was cancelled.
+
+        Plain SQL rather than ORM objects: this and ``finish_item`` run once per image, and the ORM's
+        unit of work cost ~4 of the ~6 ms of bookkeeping per item (10 % of a 12 MP resize)."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(
+                    Item.status,
+                    Item.attempts,
+                    Item.started_at,
+                    Item.lease_until,
+                    Item.source,
+                    Item.output_rel,
+                    Task.id,
+                    Task.account_id,
+                    Task.status,
+                    Task.request,
+                )
+                .join(Task, Task.id == Item.task_id)
+                .where(Item.id == item_id)
             ).first()
             if row is None:
                 return None
-            item, task = row
-            if item.status in (ItemStatus.DONE, ItemStatus.ERROR, ItemStatus.CANCELLED):
+            status, attempts, started_at, lease, source, output_rel, task_id, account_id, task_status, request = row
+            if status in (ItemStatus.DONE, ItemStatus.ERROR, ItemStatus.CANCELLED):
                 return None
-            if task.status == TaskStatus.CANCELLED:
-                item.status = ItemStatus.CANCELLED
+            if task_status == TaskStatus.CANCELLED:
+                conn.execute(update(Item).where(Item.id == item_id).values(status=ItemStatus.CANCELLED))
                 return None
-            now = utcnow()
-            lease = (
-                item.lease_until.replace(tzinfo=now.tzinfo)
-                if item.lease_until and item.lease_until.tzinfo is None
-                else item.lease_until
-            )
-            if item.started_at is not None and lease is not None and lease > now:
+            if lease is not None and lease.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
+                lease = lease.replace(tzinfo=now.tzinfo)
+            if started_at is not None and lease is not None and lease > now:
                 return None  # a redelivered copy: another worker runs this item right now
-            poisoned = item.attempts >= max_attempts
+            poisoned = attempts >= max_attempts
             if not poisoned:
-                work = self._begin(session, item, task, now, lease_seconds)
+                began = conn.execute(
+                    update(Item)
+                    # Only from the state just read: of two copies starting at once, one wins.
+                    .where(Item.id == item_id, Item.attempts == attempts, Item.status == status)
+                    .values(
+                        status=ItemStatus.RUNNING,
+                        attempts=attempts + 1,
+                        started_at=now,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                    )
+                )
+                if not rowcount(began):
+                    return None
+                if task_status == TaskStatus.ACCEPTED:
+                    conn.execute(
+                        update(Task)
+                        .where(Task.id == task_id, Task.status == TaskStatus.ACCEPTED)
+                        .values(status=TaskStatus.PROCESSING)
+                    )
         if poisoned:
             # Every earlier attempt died with its worker (crash, OOM, hard time limit): a poison input.
             self.fail_item(item_id, f"the image worker died on this input {max_attempts} times.")
             return None
-        return work
-
-    @staticmethod
-    def _begin(session: Session, item: Item, task: Task, now: datetime, lease_seconds: float) -> ItemWork:
-        item.status = ItemStatus.RUNNING
-        item.attempts += 1
-        item.started_at = now
-        item.lease_until = now + timedelta(seconds=lease_seconds)
-        if task.status == TaskStatus.ACCEPTED:
-            task.status = TaskStatus.PROCESSING
-        return ItemWork(item.id, task.id, task.account_id, item.source, item.output_rel, dict(task.request))
+        return ItemWork(item_id, task_id, account_id, source, output_rel, dict(request))
 
     def requeue(self, item_id: int, max_attempts: int, error: str) -> None:
         """A worker died on this item: try again, unless it already killed ``max_attempts`` workers."""
@@ -345,23 +366,27 @@ class TaskStore:
     ) -> int | None:
         """Record an item's outcome once; returns its task id, or None when it was already finished."""
         status = ItemStatus.DONE if error is None else ItemStatus.ERROR
-        with Session(self.engine) as session, session.begin():
-            moved = rowcount(
-                session.execute(
-                    update(Item)
-                    .where(Item.id == item_id, Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
-                    .values(status=status, result=result, error=error, error_input=error_input, finished_at=utcnow())
-                )
+        counter = {"done": Task.done + 1} if error is None else {"failed": Task.failed + 1}
+        with self.engine.begin() as conn:
+            task_id = conn.scalar(
+                update(Item)
+                .where(Item.id == item_id, Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
+                .values(status=status, result=result, error=error, error_input=error_input, finished_at=utcnow())
+                .returning(Item.task_id)
             )
-            if not moved:
+            if task_id is None:
                 return None
-            task_id = session.scalar(select(Item.task_id).where(Item.id == item_id))
-            assert task_id is not None  # the row was just updated
-            counter = {"done": Task.done + 1} if error is None else {"failed": Task.failed + 1}
-            session.execute(update(Task).where(Task.id == task_id).values(**counter))
-            # The completion check rides on the same transaction: one commit per item fewer.
-            self._finish_if_complete(session, task_id)
-            return task_id
+            done, failed, total, listed = conn.execute(
+                update(Task)
+                .where(Task.id == task_id)
+                .values(**counter)
+                .returning(Task.done, Task.failed, Task.total, Task.listed)
+            ).one()
+            if listed and done + failed >= total:
+                # The completion check rides on the same transaction: one commit per item fewer.
+                with Session(bind=conn) as session:
+                    self._finish_if_complete(session, task_id)
+            return int(task_id)
 
     def maybe_finish(self, task_id: int) -> str | None:
         """Move the task to DONE or ERROR when listing is over and no item is left; returns the new

@@ -1,0 +1,151 @@
+"""The task store's item lifecycle, one suite on both databases it runs on: the embedded SQLite
+and PostgreSQL (a real server on loopback). What it guards: an item's outcome is recorded once,
+a redelivered copy stands down while the first runs, poison inputs end after max_attempts, a
+cancelled task starts nothing, and exactly one finish moves the task to its terminal state."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from retouch.database import Account, make_engine, upgrade, utcnow
+from retouch.jobs.models import Item, ItemStatus, Task, TaskStatus
+from retouch.jobs.store import ItemSpec, TaskStore
+from tests.servers.services import PostgresServer
+
+REQUEST = {"input": "storage://s/in/", "operations": {}, "output": {"destination": "storage://s/out/"}}
+OUTCOME = {"input_object": {"ext": "jpeg"}, "output_object": {"ext": "jpeg", "object_key": "out/a.jpg"}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path}/retouch.sqlite")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        made = make_engine(server.create_database(f"store_{os.getpid()}_{tmp_path.name[-20:].lower()}"))
+        upgrade(made)
+    with Session(made) as session, session.begin():
+        session.add(Account(name="acme"))
+    yield made
+    made.dispose()
+
+
+def _batch(store: TaskStore, count: int, listed: bool = True) -> tuple[int, list[int]]:
+    task = store.create(1, "batch", REQUEST)
+    ids = store.add_items(task.id, [ItemSpec(f"storage://s/in/{i}.jpg", f"{i}.jpg") for i in range(count)], 0)
+    with store.engine.begin() as conn:
+        conn.execute(update(Task).where(Task.id == task.id).values(total=count, listed=listed))
+    return task.id, ids
+
+
+def _item(store: TaskStore, item_id: int) -> Item:
+    with Session(store.engine, expire_on_commit=False) as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        return item
+
+
+def test_items_run_once_and_the_last_finish_ends_the_task(engine: Engine) -> None:
+    store = TaskStore(engine)
+    task_id, ids = _batch(store, 3)
+    assert store.get(1, task_id, "batch").status == TaskStatus.ACCEPTED
+    work = store.start_item(ids[0], lease_seconds=60)
+    assert work is not None
+    assert (work.task_id, work.account_id, work.source, work.output_rel) == (
+        task_id,
+        1,
+        "storage://s/in/0.jpg",
+        "0.jpg",
+    )
+    assert work.request == REQUEST
+    assert store.get(1, task_id, "batch").status == TaskStatus.PROCESSING
+    assert _item(store, ids[0]).attempts == 1
+
+    assert store.finish_item(ids[0], OUTCOME, None, None) == task_id
+    assert store.finish_item(ids[0], OUTCOME, None, None) is None  # recorded once, counted once
+    assert store.start_item(ids[0], lease_seconds=60) is None  # a finished item is never redone
+    for item_id in ids[1:2]:
+        assert store.start_item(item_id, lease_seconds=60) is not None
+        store.finish_item(item_id, None, "storage://s/in/1.jpg: not an image.", {"ext": "txt"})
+    task = store.get(1, task_id, "batch")
+    assert (task.done, task.failed, task.status) == (1, 1, TaskStatus.PROCESSING)
+
+    assert store.start_item(ids[2], lease_seconds=60) is not None
+    assert store.finish_item(ids[2], OUTCOME, None, None) == task_id
+    task = store.get(1, task_id, "batch")
+    assert (task.done, task.failed, task.status) == (2, 1, TaskStatus.ERROR)  # one failed item: ERROR
+    assert task.finished_at is not None
+    failed = _item(store, ids[1])
+    assert (failed.status, failed.error, failed.error_input) == (
+        ItemStatus.ERROR,
+        "storage://s/in/1.jpg: not an image.",
+        {"ext": "txt"},
+    )
+    assert _item(store, ids[0]).result == OUTCOME
+
+
+def test_a_task_still_listing_does_not_end_when_its_items_so_far_are_done(engine: Engine) -> None:
+    store = TaskStore(engine)
+    task_id, ids = _batch(store, 1, listed=False)
+    assert store.start_item(ids[0], lease_seconds=60) is not None
+    store.finish_item(ids[0], OUTCOME, None, None)
+    assert store.get(1, task_id, "batch").status == TaskStatus.PROCESSING
+    store.mark_listed(task_id)
+    assert store.maybe_finish(task_id) == TaskStatus.DONE
+    assert store.maybe_finish(task_id) is None  # exactly one caller makes the move
+
+
+def test_a_redelivered_copy_stands_down_while_the_first_runs(engine: Engine) -> None:
+    store = TaskStore(engine)
+    _task_id, ids = _batch(store, 1)
+    assert store.start_item(ids[0], lease_seconds=60) is not None
+    assert store.start_item(ids[0], lease_seconds=60) is None  # the lease is alive: someone runs it
+    # The first worker died silently: once its lease ran out, a copy may take over.
+    with engine.begin() as conn:
+        conn.execute(update(Item).where(Item.id == ids[0]).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert store.start_item(ids[0], lease_seconds=60) is not None
+    assert _item(store, ids[0]).attempts == 2
+
+
+def test_an_input_that_killed_max_attempts_workers_fails_with_a_message(engine: Engine) -> None:
+    store = TaskStore(engine)
+    task_id, ids = _batch(store, 1)
+    for _ in range(3):
+        assert store.start_item(ids[0], lease_seconds=60, max_attempts=3) is not None
+        store.requeue(ids[0], max_attempts=5, error="worker died")  # the worker crashed; try again
+    assert store.start_item(ids[0], lease_seconds=60, max_attempts=3) is None
+    item = _item(store, ids[0])
+    assert item.status == ItemStatus.ERROR
+    assert item.error == "storage://s/in/0.jpg: the image worker died on this input 3 times."
+    assert store.get(1, task_id, "batch").status == TaskStatus.ERROR
+
+
+def test_a_cancelled_task_starts_nothing(engine: Engine) -> None:
+    store = TaskStore(engine)
+    task_id, ids = _batch(store, 2)
+    assert store.start_item(ids[0], lease_seconds=60) is not None
+    store.cancel(1, task_id, "batch")
+    assert store.start_item(ids[1], lease_seconds=60) is None
+    assert _item(store, ids[1]).status == ItemStatus.CANCELLED
+    # the item already running may still report; the task stays cancelled
+    store.finish_item(ids[0], OUTCOME, None, None)
+    assert store.get(1, task_id, "batch").status == TaskStatus.CANCELLED
+
+
+def test_claim_hands_each_item_out_once(engine: Engine) -> None:
+    store = TaskStore(engine)
+    _task_id, ids = _batch(store, 5)
+    first = store.claim(3, lease_seconds=60)
+    second = store.claim(10, lease_seconds=60)
+    got = [i for i, _kind, _queue in first + second]
+    assert sorted(got) == sorted(ids) and len(set(got)) == 5
+    assert store.claim(10, lease_seconds=60) == []
+    with Session(engine) as session:
+        assert set(session.scalars(select(Item.status))) == {ItemStatus.RUNNING}
