@@ -99,6 +99,38 @@ def _one(op: str, size: str, folder: Path, repeats: int) -> dict[str, Any]:
     }
 
 
+#: One long-lived worker going through different operations: what it keeps from one model must not
+#: stack on the next one's peak (the budget is per worker, not per fresh process).
+MIXED = [
+    ("background.remove", "1mp"),
+    ("background.remove", "12mp"),
+    ("privacy.blur_car_plate", "12mp"),
+    ("restorations.upscale 2x", "3mp"),
+    ("smart crop (faces/saliency)", "12mp"),
+    ("background.blur (lens, high)", "12mp"),
+    ("privacy.blur_car_plate", "12mp"),
+]
+
+
+def _mixed(folder: Path) -> list[dict[str, Any]]:
+    """Runs in a child process set up like a worker: MIXED in order, VmHWM and VmRSS after each."""
+    import retouch
+    from retouch.jobs.runner import init_worker
+    from retouch.settings import Settings
+
+    init_worker(Settings(home=folder / "home"))
+    steps = []
+    for op, size in MIXED:
+        retouch.edit(_input(size, folder).read_bytes(), OPERATIONS[op], {"format": {"type": "jpeg", "quality": 85}})
+        status = {
+            line.split(":")[0]: int(line.split()[1]) // 1024
+            for line in Path("/proc/self/status").read_text().splitlines()
+            if line.startswith(("VmHWM:", "VmRSS:"))
+        }
+        steps.append({"op": op, "size": size, "peak_rss_mb": status["VmHWM"], "rss_mb": status["VmRSS"]})
+    return steps
+
+
 def _batch(folder: Path, count: int) -> dict[str, Any]:
     src = folder / "batch-in"
     shutil.rmtree(src, ignore_errors=True)
@@ -145,9 +177,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--name", default="ai")
     parser.add_argument("--one", nargs=3, metavar=("OP", "SIZE", "FOLDER"), help=argparse.SUPPRESS)
+    parser.add_argument("--mixed", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(_one(args.one[0], args.one[1], Path(args.one[2]), args.repeats)))
+        return
+    if args.mixed:
+        print(json.dumps(_mixed(Path(args.mixed))))
         return
     folder = Path(tempfile.mkdtemp(prefix="retouch-bench-ai-"))
     rows = []
@@ -163,6 +199,9 @@ def main() -> None:
                 continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
+    done = subprocess.run([sys.executable, __file__, "--mixed", str(folder)], capture_output=True, text=True)
+    mixed = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
+    print(mixed, flush=True)
     batch = _batch(folder, args.batch)
     print(batch, flush=True)
     shutil.rmtree(folder, ignore_errors=True)
@@ -173,7 +212,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_before": os.getloadavg(),
     }
-    results = {"machine": machine, "operations": rows, "batch_background_removal": batch}
+    results = {"machine": machine, "operations": rows, "mixed_worker": mixed, "batch_background_removal": batch}
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
@@ -212,6 +251,15 @@ def _markdown(results: dict[str, Any]) -> str:
             f"| {row['op']} | {w}x{h} ({w * h / 1e6:.1f} MP) | {ow}x{oh} | {row['best']['cpu']:.2f} | "
             f"{row['best']['wall']:.2f} | {row['first']['wall']:.2f} | {row['peak_rss_mb']} |"
         )
+    mixed = results.get("mixed_worker") or []
+    if mixed:
+        lines += [
+            "",
+            "One worker process running these in order (what a model leaves behind must not stack on the next",
+            "one's peak): peak RSS so far / RSS after each step, MB: "
+            + "; ".join(f"{m['op']} {m['size']} {m['peak_rss_mb']} / {m['rss_mb']}" for m in mixed)
+            + f". **Worker peak: {max(m['peak_rss_mb'] for m in mixed)} MB.**",
+        ]
     b = results["batch_background_removal"]
     lines += [
         "",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from retouch.models import INSTALL_HINT, ModelMissing, cached, model_file, threads
+from retouch.models import INSTALL_HINT, ModelMissing, cached, model_file, onnx_session, release_memory
 
 __all__ = ["Face", "detect_faces", "load"]
 
@@ -80,18 +80,7 @@ def _dynamic_model_bytes() -> bytes:
 
 
 def _build() -> Any:
-    # Same options as retouch.models.onnx_session, which only takes a path; this model is built in memory.
-    try:
-        import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]  # no stubs; py.typed missing
-    except ImportError:
-        raise ModelMissing(f"{_OPERATION} is not available: onnxruntime is missing ({INSTALL_HINT}).") from None
-    data = _dynamic_model_bytes()
-    options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False
-    options.intra_op_num_threads = threads()
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # the graph has unused BatchNorm counters that ort warns about
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    return onnx_session(_dynamic_model_bytes(), _OPERATION)
 
 
 def load() -> Any:
@@ -153,6 +142,7 @@ def detect_faces(rgb: npt.NDArray[Any], threshold: float = 0.5, *, max_pixels: i
     blob = np.zeros((1, 3, work_h + pad_h, work_w + pad_w), np.float32)
     blob[0, :, :work_h, :work_w] = image.transpose(2, 0, 1)
     heatmap, box_scale, offset, marks = load().run(_OUTPUTS, {_INPUT: blob})
+    release_memory()  # the activations were freed: hand the pages back before the pipeline goes on
 
     ys, xs = np.nonzero(heatmap[0, 0] > threshold)
     if ys.size == 0:

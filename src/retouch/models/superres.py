@@ -201,25 +201,37 @@ def _run(name: str, rgb: U8, tile: int | None = None) -> U8:
     height, width = rgb.shape[:2]
     s, pad = spec.scale, spec.pad
     out = np.empty((height * s, width * s, 3), np.uint8)
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            h, w = min(tile, height - y), min(tile, width - x)
-            # cunet needs padded sides that are multiples of 4: extend bottom/right, crop it off below.
-            hh = h + 2 * pad + (-(h + 2 * pad)) % spec.align
-            ww = w + 2 * pad + (-(w + 2 * pad)) % spec.align
-            window = _window(rgb, y - pad, x - pad, hh, ww)
-            chw = np.ascontiguousarray(window.transpose(2, 0, 1), dtype=np.float32)
-            chw *= 1.0 / 255.0
-            extractor = net.create_extractor()
-            extractor.input("Input1", ncnn.Mat(chw))
-            status, result = extractor.extract("Eltwise4")
-            if status != 0:
-                raise RuntimeError(f"waifu2x {name} failed on a {ww}x{hh} tile (ncnn status {status})")
-            values = np.array(result)[:, : h * s, : w * s]
-            values *= 255.0
-            values += 0.5
-            np.clip(values, 0.0, 255.0, out=values)
-            out[y * s : (y + h) * s, x * s : (x + w) * s] = values.transpose(1, 2, 0)
+    # Pools of our own, emptied when the image is done. ncnn's default (a pool inside the cached Net)
+    # kept ~250 MB per worker for good after one upscale, which a later 12 MP plate or background job
+    # then stacked on (one worker going removal -> plates -> upscale -> smart crop peaked at 881 MB).
+    blobs, workspace = ncnn.UnlockedPoolAllocator(), ncnn.PoolAllocator()
+    try:
+        for y in range(0, height, tile):
+            for x in range(0, width, tile):
+                h, w = min(tile, height - y), min(tile, width - x)
+                # cunet needs padded sides that are multiples of 4: extend bottom/right, crop it off below.
+                hh = h + 2 * pad + (-(h + 2 * pad)) % spec.align
+                ww = w + 2 * pad + (-(w + 2 * pad)) % spec.align
+                window = _window(rgb, y - pad, x - pad, hh, ww)
+                chw = np.ascontiguousarray(window.transpose(2, 0, 1), dtype=np.float32)
+                chw *= 1.0 / 255.0
+                extractor = net.create_extractor()
+                extractor.set_blob_allocator(blobs)
+                extractor.set_workspace_allocator(workspace)
+                extractor.input("Input1", ncnn.Mat(chw))
+                status, result = extractor.extract("Eltwise4")
+                if status != 0:
+                    raise RuntimeError(f"waifu2x {name} failed on a {ww}x{hh} tile (ncnn status {status})")
+                values = np.array(result)[:, : h * s, : w * s]
+                del result, extractor  # give the pooled blocks back before the pools are emptied
+                values *= 255.0
+                values += 0.5
+                np.clip(values, 0.0, 255.0, out=values)
+                out[y * s : (y + h) * s, x * s : (x + w) * s] = values.transpose(1, 2, 0)
+    finally:
+        blobs.clear()
+        workspace.clear()
+        models.release_memory()
     return out
 
 
