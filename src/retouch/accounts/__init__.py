@@ -59,6 +59,16 @@ class KeyStore:
         with Session(self._engine) as session:
             return len(session.scalars(select(ApiKey.id)).all())
 
+    def cached(self, key: str) -> tuple[bool, Principal | None]:
+        """``(True, answer)`` when this key's answer is cached and fresh: the API's auth dependency then
+        needs neither the database nor a thread hop; ``(False, None)`` means call :meth:`authenticate`."""
+        digest = _hash(key)
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
     def authenticate(self, key: str) -> Principal | None:
         digest = _hash(key)
         now = time.monotonic()

@@ -46,7 +46,7 @@ async def upload(
         raise ValidationFailed("The `data` part is not valid JSON.", details={"data": ["invalid JSON"]}) from None
     options: UploadData = validate(UploadData, parsed)
     limit = service.limits.max_input_bytes
-    content = await file.read(limit + 1)
-    if len(content) > limit:
+    size = file.size if file.size is not None else len(await file.read(limit + 1))  # Starlette counts as it parses
+    if size > limit:
         raise LimitExceeded(f"The upload is over the input size limit of {limit} bytes.")
-    return {"data": await service.edit_upload(principal.account_id, content, file.filename or "image", options)}
+    return {"data": await service.edit_upload(principal.account_id, file.file, file.filename or "image", options)}
