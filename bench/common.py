@@ -189,11 +189,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def file_server(directory: Path) -> Iterator[tuple[int, int]]:
-    """`python -m http.server` (a ThreadingHTTPServer) over `directory`, in its own process so its CPU is
-    accounted separately from the clients' and it does not compete for their GIL. Yields (port, pid)."""
+    """A ThreadingHTTPServer over `directory` that sends bodies with sendfile (bench/file_server.py), in
+    its own process so its CPU is accounted separately from the clients' and it does not compete for
+    their GIL. Yields (port, pid)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(directory), str(port)],
+        [sys.executable, str(Path(__file__).with_name("file_server.py")), str(directory), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,  # one log line per request would only cost CPU
     )
