@@ -5,10 +5,11 @@ An upload of a few MB sent through the pool's pipe is pickled, pushed through th
 time per upload in the pipe send alone. Copying it into a file under ``/dev/shm`` (tmpfs: a memcpy)
 and handing over the path costs the API one copy and the worker one read.
 
-The API process owns the files: it writes one per request and deletes it when the worker's answer (or
-its crash, or the deadline) comes back, so a worker that dies leaves nothing behind. The folder is
-removed at shutdown. Where ``/dev/shm`` is missing, or full (Docker gives it 64 MB), the caller
-falls back to sending the bytes.
+The API process owns the files: it writes one per request (streamed straight from the multipart
+body, :mod:`retouch.api.upload`) and deletes it when the worker's answer (or its crash, or the
+deadline) comes back, so a worker that dies leaves nothing behind. The folder is removed at shutdown.
+Where ``/dev/shm`` is missing, or full (Docker gives it 64 MB), the upload is kept in memory and
+sent as bytes instead.
 """
 
 from __future__ import annotations
@@ -30,17 +31,13 @@ class Handoff:
         where = _RAM if _RAM.is_dir() and os.access(_RAM, os.W_OK) else None
         self.folder = Path(tempfile.mkdtemp(prefix="retouch-handoff-", dir=where))
 
-    def put(self, stream: BinaryIO) -> Path | None:
-        """The stream's content (from its start) in a new file, or None when it does not fit."""
+    def create(self) -> tuple[Path, BinaryIO] | None:
+        """A new, empty file open for writing, or None when the folder is unusable (removed, full)."""
         path = self.folder / uuid.uuid4().hex
         try:
-            stream.seek(0)
-            with path.open("wb") as out:
-                shutil.copyfileobj(stream, out, 1 << 20)
-        except OSError:  # ENOSPC on a small tmpfs, or the folder was removed: send the bytes instead
-            path.unlink(missing_ok=True)
+            return path, path.open("wb")
+        except OSError:
             return None
-        return path
 
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

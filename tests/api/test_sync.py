@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -173,3 +174,72 @@ def test_rate_limit_headers_and_429(tmp_path: Path, image_server: ImageServer) -
             assert client.post("/v1/image/edit", json={"input": "ftp://x", "operations": {}}).status_code == 422
     finally:
         app.close()
+
+
+# ------------------------------------------------------------------------------------ the upload stream
+
+
+def test_upload_reaches_the_worker_as_a_ram_file_that_is_removed_afterwards(live: LiveApp) -> None:
+    files = {"file": ("c.jpg", fixture_bytes("coffee.jpg"), "image/jpeg")}
+    with live.client() as client:
+        ok = client.post("/v1/image/edit/upload", files=files)
+        bad = client.post("/v1/image/edit/upload", files={"file": ("t.jpg", fixture_bytes("truncated.jpg"))})
+    assert ok.status_code == 200, ok.text
+    assert bad.status_code == 422, bad.text
+    folder = live.service.handoff.folder
+    assert folder.is_dir() and list(folder.iterdir()) == []  # deleted after success and after failure
+    if Path("/dev/shm").is_dir():
+        assert folder.parent == Path("/dev/shm")
+
+
+def test_upload_falls_back_to_bytes_when_the_ram_folder_is_unusable(
+    live: LiveApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(live.service.handoff, "create", lambda: None)  # e.g. a full 64 MB /dev/shm in Docker
+    with live.client() as client:
+        response = client.post("/v1/image/edit/upload", files={"file": ("c.jpg", fixture_bytes("coffee.jpg"))})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"files": {"data": (None, "{}")}}, 422, "`file` part is missing"),
+        ({"content": b"not multipart", "headers": {"content-type": "application/octet-stream"}}, 400, "multipart"),
+        (
+            {
+                "content": b'--xx\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\nabc',
+                "headers": {"content-type": "multipart/form-data; boundary=xx"},
+            },
+            400,
+            "malformed",
+        ),
+    ],
+)
+def test_upload_body_errors(live: LiveApp, kwargs: dict[str, Any], status: int, message: str) -> None:
+    with live.client() as client:
+        response = client.post("/v1/image/edit/upload", **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error_type"] == "validation" and message in body["error_message"], body
+    assert list(live.service.handoff.folder.iterdir()) == []
+
+
+def test_upload_is_refused_before_its_body_is_read(live: LiveApp) -> None:
+    """No key, no parsing: the 401 comes from the auth dependency, which runs before the body is read."""
+    with live.client(key=None) as client:
+        response = client.post("/v1/image/edit/upload", files={"file": ("c.jpg", fixture_bytes("coffee.jpg"))})
+    assert response.status_code == 401
+
+
+def test_upload_first_file_part_wins_and_unknown_parts_are_ignored(live: LiveApp) -> None:
+    files = [
+        ("extra", (None, "ignored")),
+        ("file", ("first.png", fixture_bytes("photo.png"), "image/png")),
+        ("file", ("second.jpg", fixture_bytes("coffee.jpg"), "image/jpeg")),
+        ("data", (None, '{"output": {"format": "png"}}')),
+    ]
+    with live.client() as client:
+        response = client.post("/v1/image/edit/upload", files=files)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["output"]["tmp_url"].endswith("/first.png")
