@@ -33,7 +33,7 @@ from retouch.handoff import Handoff
 from retouch.jobs.janitor import Janitor
 from retouch.jobs.listing import expand, guess_ext
 from retouch.jobs.models import Task
-from retouch.jobs.runner import init_worker
+from retouch.jobs.runner import drain_commits, init_worker
 from retouch.jobs.store import ItemSpec, TaskStore
 from retouch.jobs.webhooks import WebhookSender, WebhookStore
 from retouch.pipeline import Encoded, run
@@ -162,6 +162,7 @@ class Service:
             self.worker_count,
             initializer=init_worker,
             initargs=(self.settings,),
+            finalizer=drain_commits,
             default_deadline=self.settings.item_timeout_seconds,
         )
         if celery:

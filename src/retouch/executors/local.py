@@ -22,6 +22,8 @@ log = logging.getLogger("retouch.executor")
 
 # Sync requests (priority 0) overtake async items (1), which overtake batch items (2).
 PRIORITY = {"async": 1, "batch": 2}
+#: Items queued per worker beyond the one it runs, and the claim size per worker (see _dispatch).
+AHEAD, CHUNK = 4, 2
 #: A worker that dies on the same item this many times marks the item failed (a poison input).
 MAX_ATTEMPTS = 2
 
@@ -54,15 +56,16 @@ class LocalExecutor:
         while not self._stop.is_set():
             try:
                 # Keep exactly the free workers busy: the queue stays in the database.
-                # Up to two items queued per worker, claimed a worker's worth at a time: fewer, larger
-                # claims (each is a transaction) while the workers never run dry.
-                free = self.pool.free_slots(ahead=2)
-                wanted = free if free >= self.pool.size else 0
+                # Up to AHEAD items queued per worker, claimed in chunks of CHUNK per worker: fewer,
+                # larger claims (each is a transaction) while the workers never run dry.
+                free = self.pool.free_slots(ahead=AHEAD)
+                wanted = free if free >= CHUNK * self.pool.size else 0
                 claimed = self.store.claim(wanted, lease_seconds=self.item_timeout * 2 + 60) if wanted else []
                 # (sync requests take pool slots too; free_slots() already counts them)
                 for item_id, kind, _queue in claimed:
+                    # defer_commit: the worker writes and records this item while it decodes the next.
                     future = self.pool.submit(
-                        run_item, item_id, kind, priority=PRIORITY.get(kind, 2), deadline=self.item_timeout
+                        run_item, item_id, kind, True, priority=PRIORITY.get(kind, 2), deadline=self.item_timeout
                     )
                     future.add_done_callback(functools.partial(self._done, item_id))
             except Exception:  # the dispatcher must survive a database hiccup

@@ -48,7 +48,12 @@ class _Job:
     future: Future[Any] = field(compare=False)
 
 
-def _worker_main(conn: Connection, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+def _worker_main(
+    conn: Connection,
+    initializer: Callable[..., None] | None,
+    initargs: tuple[Any, ...],
+    finalizer: Callable[[], None] | None = None,
+) -> None:
     # The API process owns Ctrl-C; a worker must finish (or be killed), not die mid-write on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -57,8 +62,12 @@ def _worker_main(conn: Connection, initializer: Callable[..., None] | None, init
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return  # the parent is gone: nothing more will come
+            message = None  # the parent is gone: nothing more will come
         if message is None:
+            # Work the tasks left running in the background (deferred commits) before the process
+            # ends: multiprocessing ends a child with os._exit, which would cut them off.
+            if finalizer is not None:
+                finalizer()
             return
         job_id, fn, args = message
         try:
@@ -72,10 +81,16 @@ def _worker_main(conn: Connection, initializer: Callable[..., None] | None, init
 
 
 class _Worker:
-    def __init__(self, ctx: Any, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        initializer: Callable[..., None] | None,
+        initargs: tuple[Any, ...],
+        finalizer: Callable[[], None] | None,
+    ) -> None:
         parent, child = multiprocessing.Pipe(duplex=True)
         self.conn = parent
-        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, finalizer), daemon=True)
         self.process.start()
         child.close()
         self.job: _Job | None = None
@@ -95,11 +110,13 @@ class WorkerPool:
         *,
         initializer: Callable[..., None] | None = None,
         initargs: tuple[Any, ...] = (),
+        finalizer: Callable[[], None] | None = None,
         default_deadline: float | None = None,
     ) -> None:
         self.size = max(1, size)
         self._initializer = initializer
         self._initargs = initargs
+        self._finalizer = finalizer
         self._default_deadline = default_deadline
         self._ctx = multiprocessing.get_context("spawn")
         self._queue: list[_Job] = []
@@ -112,7 +129,7 @@ class WorkerPool:
         self._thread.start()
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self._initializer, self._initargs)
+        return _Worker(self._ctx, self._initializer, self._initargs, self._finalizer)
 
     # ------------------------------------------------------------------ public
 

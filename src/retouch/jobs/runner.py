@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from retouch.contracts.edit import EditRequest, UploadData
@@ -14,7 +15,7 @@ from retouch.pipeline import configure_vips
 from retouch.pipeline.load import probe
 from retouch.settings import Settings
 
-__all__ = ["edit_in_worker", "init_worker", "run_item", "worker_service"]
+__all__ = ["drain_commits", "edit_in_worker", "init_worker", "run_item", "worker_service"]
 
 log = logging.getLogger("retouch.worker")
 
@@ -70,8 +71,18 @@ def _request(task_id: int, kind: str, raw: dict[str, Any]) -> UploadData:
     return request
 
 
-def run_item(item_id: int, kind: str) -> str:
-    """Process one item once. Returns its final item status (or 'skipped')."""
+def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
+    """Process one item once. Returns its final item status (or 'skipped'; 'deferred' when the commit
+    runs in the background, see below).
+
+    ``defer_commit`` (the local pool): the last step - write the output (temp file, fsync, rename),
+    then record the item - runs on this worker's commit thread while the next item is decoded. Under
+    a batch's load the fsync waited 2.5 ms on average (p99 32 ms) with the core idle; overlapped, it
+    costs nothing. The order inside the step is unchanged, so an item is DONE only once its output
+    is durable; a worker that dies with a commit in flight leaves the item RUNNING under its lease,
+    and it is run again (the output is rewritten atomically under the same name). At most one commit
+    is in flight per worker (one result's bytes held), and the pool drains it before a worker exits.
+    """
     from retouch.service import edit_bytes, image_object
 
     service = worker_service()
@@ -85,19 +96,6 @@ def run_item(item_id: int, kind: str) -> str:
     try:
         data, _name = service.read_input_sync(work.account_id, work.source)
         result = edit_bytes(data, request.operations, request.output, service.limits)
-        where = service.write_output_sync(
-            work.account_id, request.output.destination, work.output_rel, result.data, result.format
-        )
-        output = image_object(result.format, result.width, result.height) | {
-            k: v for k, v in where.items() if v is not None
-        }
-        if result.frames_dropped:
-            output["frames_dropped"] = result.frames_dropped
-        outcome = {
-            "input_object": image_object(result.source.ext, result.source.width, result.source.height),
-            "output_object": output,
-        }
-        task_id = store.finish_item(item_id, outcome, None, None)
     except RetouchError as exc:
         # Say what the input was when its header can be read (only on this path: success needs no second probe).
         try:
@@ -105,9 +103,63 @@ def run_item(item_id: int, kind: str) -> str:
             input_object = image_object(info.ext, info.width, info.height)
         except RetouchError:
             pass
-        task_id = store.finish_item(item_id, None, f"{work.source}: {exc.public_message}", input_object)
+        return _recorded(store.finish_item(item_id, None, f"{work.source}: {exc.public_message}", input_object))
     except Exception:  # a bug must cost one item, never the batch
         log.exception("item %s (%s) failed", item_id, work.source)
-        task_id = store.finish_item(item_id, None, f"{work.source}: internal error while processing.", input_object)
-    # finish_item also moved the task to its terminal state when this was its last item.
+        return _recorded(store.finish_item(item_id, None, f"{work.source}: internal error while processing.", None))
+    del data
+
+    def commit() -> str:
+        source_object = image_object(result.source.ext, result.source.width, result.source.height)
+        try:
+            where = service.write_output_sync(
+                work.account_id, request.output.destination, work.output_rel, result.data, result.format
+            )
+            output = image_object(result.format, result.width, result.height) | {
+                k: v for k, v in where.items() if v is not None
+            }
+            if result.frames_dropped:
+                output["frames_dropped"] = result.frames_dropped
+            outcome = {"input_object": source_object, "output_object": output}
+            task_id = store.finish_item(item_id, outcome, None, None)
+        except RetouchError as exc:
+            task_id = store.finish_item(item_id, None, f"{work.source}: {exc.public_message}", source_object)
+        except Exception:
+            log.exception("item %s (%s) failed while writing", item_id, work.source)
+            message = f"{work.source}: internal error while writing the output."
+            task_id = store.finish_item(item_id, None, message, source_object)
+        # finish_item also moved the task to its terminal state when this was its last item.
+        return _recorded(task_id)
+
+    if not defer_commit:
+        return commit()
+    global _in_flight
+    drain_commits()  # at most one in flight: wait for the previous item's (long done, as a rule)
+    _in_flight = _committer().submit(commit)
+    return "deferred"
+
+
+def _recorded(task_id: int | None) -> str:
     return "done" if task_id is not None else "skipped"
+
+
+_commit_thread: ThreadPoolExecutor | None = None
+_in_flight: Future[str] | None = None
+
+
+def _committer() -> ThreadPoolExecutor:
+    global _commit_thread
+    if _commit_thread is None:
+        _commit_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-commit")
+    return _commit_thread
+
+
+def drain_commits() -> None:
+    """Wait for this worker's deferred commit, if any (the pool calls it before a worker exits)."""
+    global _in_flight
+    pending, _in_flight = _in_flight, None
+    if pending is not None:
+        try:
+            pending.result()
+        except Exception:  # commit() records its own failures; this is a failure to record
+            log.exception("a deferred commit failed")
