@@ -86,7 +86,7 @@ YOLO_SCORE, YOLO_IOU, YOLO_WIDEN = 0.4, 0.5, 1.2
 #: Tiled detection (see ``views``): tile area limit, overlap between tiles, overview long side, in px.
 #: 1.2 MP, not 1.7: a worker that had run removals before peaked at 615-741 MB on a 12 MP plate job
 #: with 1.7 MP tiles (budget 700), 540-560 MB with these; a 12 MP image costs 4 tiles instead of 2
-#: (plate blurring 1.25 -> 1.75 s wall).
+#: (12 MP plate blurring, bench_ai: 1.25 -> 1.43 s wall).
 TILE_AREA = 1_200_000
 TILE_OVERLAP = 400
 OVERVIEW_SIDE = 1000
