@@ -527,3 +527,21 @@ def test_report_time_and_memory() -> None:
             f"lens blur wall {r['blur'][0]:.2f}s cpu {r['blur'][1]:.2f}s | peak RSS {r['rss_mb']:.0f} MB"
         )
         assert r["rss_mb"] < 1500  # a gross regression guard only
+
+
+def test_removal_holds_its_model_memory_only_until_another_model_runs() -> None:
+    """Back-to-back removals keep u2netp's held session (no page faults per run); any other model run
+    drops it first (its ~250 MB must not stack on that model's peak), and the next removal rebuilds it."""
+    from retouch import models
+    from retouch.models import faces
+
+    image = pyvips.Image.new_from_file(str(FIXTURES / "coffee.jpg"))
+    first = bg.remove_background(image, None).numpy()
+    assert "u2netp:kept" in models._cache
+    faces.detect_faces(np.asarray(image.numpy())[..., :3])
+    assert "u2netp:kept" not in models._cache
+    bg.foreground_mask(np.asarray(image.numpy())[..., :3])  # the plain session (smart crop, blur) drops it too
+    assert "u2netp:kept" not in models._cache
+    again = bg.remove_background(image, None).numpy()
+    assert "u2netp:kept" in models._cache
+    assert np.array_equal(first, again)  # same answer from the rebuilt session

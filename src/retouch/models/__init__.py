@@ -26,7 +26,9 @@ __all__ = [
     "REQUIRED",
     "ModelMissing",
     "cached",
+    "cached_kept",
     "configure",
+    "make_room",
     "model_file",
     "onnx_session",
     "release_memory",
@@ -143,20 +145,26 @@ def require(operation: str) -> None:
         _packaged(package, resource, operation, folder=True)
 
 
-def onnx_session(path: Path | bytes, operation: str) -> Any:
+def onnx_session(path: Path | bytes, operation: str, *, keep_memory: bool = False) -> Any:
     """An onnxruntime session on the CPU provider, explicitly (the default list puts Azure first).
 
-    The memory arena is off: each run's activations go back to the system (u2netp peak RSS 537 -> 345
-    MB), which bounds a worker's memory whatever mix of models it has run. Measured and declined: an
-    exactly-sized arena makes u2netp 0.31 -> 0.23 s per run (its activations are no longer faulted
-    in afresh), but the worker then keeps ~250 MB, and a worker going removal -> plates peaked at
-    ~900 MB against the 700 MB budget."""
+    By default the memory arena is off: each run's activations go back to the system (u2netp peak RSS
+    537 -> 345 MB), which bounds a worker's memory whatever mix of models it runs. The price: a model
+    whose activations exceed glibc's mmap threshold gets them freshly page-faulted on every run
+    (u2netp: one 250 MB block, 64,000 faults, 0.31 s per run at 2 threads).
+
+    ``keep_memory`` keeps an exactly-sized arena (``kSameAsRequested``, no memory-pattern block)
+    instead: the same peak, no faults (u2netp 0.23 s per run), but the worker holds the memory after
+    the run. Such a session is registered with :func:`cached_kept`, and :func:`make_room` drops it
+    before any other model runs, so what it holds never stacks on another model's peak."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise ModelMissing(f"{operation} is not available: onnxruntime is missing ({INSTALL_HINT}).") from None
     options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = keep_memory
+    if keep_memory:
+        options.enable_mem_pattern = False  # with it, one block per shape is planned on top of the arena
     options.intra_op_num_threads = _threads
     options.inter_op_num_threads = 1
     # Threads sleep between ops instead of spinning: every worker process has its own pool, and with
@@ -164,4 +172,28 @@ def onnx_session(path: Path | bytes, operation: str) -> Any:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     model = path if isinstance(path, bytes) else str(path)  # a file, or a model built in memory
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    provider = ("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})
+    return ort.InferenceSession(model, options, providers=[provider])
+
+
+_kept: set[str] = set()
+
+
+def cached_kept(key: str, factory: Callable[[], T]) -> T:
+    """:func:`cached`, for a model that holds memory between runs (``keep_memory``): dropped by make_room."""
+    with _lock:
+        _kept.add(key)
+    return cached(key, factory)
+
+
+def make_room() -> None:
+    """Drop the sessions that hold memory between runs, before another model runs (rebuilt on next use).
+
+    A worker running removals back to back keeps u2netp's ~250 MB of activations and skips their page
+    faults; the moment it runs any other model, that memory is handed back first, so a worker's peak
+    is the larger of the two, never their sum."""
+    with _lock:
+        dropped = [_cache.pop(key) for key in _kept if key in _cache]
+    if dropped:
+        del dropped
+        release_memory()

@@ -49,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 import pyvips
 
+from retouch import models
 from retouch.models import cached, model_file, onnx_session
 
 __all__ = [
@@ -117,15 +118,21 @@ def _tuning(category: str | None) -> _Tuning:
 # --- the model -----------------------------------------------------------------------------------------
 
 
-def load() -> Any:
-    """The u2netp onnxruntime session, built once per process."""
-    return cached("u2netp", lambda: onnx_session(model_file("u2netp", "rembg", "u2netp.onnx", OPERATION), OPERATION))
+def load(hold: bool = False) -> Any:
+    """The u2netp onnxruntime session, built once per process. ``hold``: the session that holds its
+    activation memory between runs (background removal, the latency-bound operation: 1 MP in <= 0.4 s),
+    dropped by :func:`retouch.models.make_room` when any other model runs."""
+    path = model_file("u2netp", "rembg", "u2netp.onnx", OPERATION)
+    if hold:
+        return models.cached_kept("u2netp:kept", lambda: onnx_session(path, OPERATION, keep_memory=True))
+    models.make_room()
+    return cached("u2netp", lambda: onnx_session(path, OPERATION))
 
 
-def coarse_mask(rgb: U8) -> F32:
+def coarse_mask(rgb: U8, hold: bool = False) -> F32:
     """u2netp's own answer: a 320×320 float32 saliency map in [0, 1], min-max normalised as rembg does, except
     that a weak answer is not stretched to full confidence."""
-    session = load()
+    session = load(hold)
     h, w = rgb.shape[:2]
     # Area averaging when shrinking (no aliasing of fine texture); cubic when a small image grows.
     interp = cv2.INTER_AREA if h >= MODEL_SIDE and w >= MODEL_SIDE else cv2.INTER_CUBIC
@@ -134,6 +141,8 @@ def coarse_mask(rgb: U8) -> F32:
     x = (x - _MEAN) / _STD
     tensor = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
     outputs = session.run(None, {session.get_inputs()[0].name: tensor})
+    if not hold:
+        models.release_memory()  # the plain session's activations were freed: hand the pages back now
     d1: F32 = np.asarray(outputs[0], np.float32)[0, 0]
     lo, hi = float(d1.min()), float(d1.max())
     # rembg stretches min..max to 0..1 unconditionally. On an image with nothing salient (a blank wall, a
@@ -270,7 +279,7 @@ def foreground_mask(rgb: np.ndarray, category: str | None = None) -> np.ndarray:
     return alpha
 
 
-def _refine(rgb: U8, category: str | None, out: npt.NDArray[np.float32] | U8) -> None:
+def _refine(rgb: U8, category: str | None, out: npt.NDArray[np.float32] | U8, hold: bool = False) -> None:
     """foreground_mask into ``out``: float32 in [0, 1], or uint8 in [0, 255] (written strip by strip, so a
     caller who wants bytes never holds a full-size float plane)."""
     tune = _tuning(category)
@@ -278,7 +287,7 @@ def _refine(rgb: U8, category: str | None, out: npt.NDArray[np.float32] | U8) ->
     # The model sees the full image shrunk straight to 320 px, as rembg feeds it. (Taking it from the working
     # image instead saves ~30 ms at 12 MP, but the double resampling softens the input enough to change
     # u2netp's answer on borderline parts: a leaf on an orange in the tests lost half its alpha.)
-    coarse = coarse_mask(rgb)
+    coarse = coarse_mask(rgb, hold)
     # Working resolution: the guide shrunk by area averaging.
     ww, wh = _work_size(w, h)
     small = rgb if (ww, wh) == (w, h) else cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
@@ -361,7 +370,7 @@ def remove_background(image: pyvips.Image, category: str | None) -> pyvips.Image
     the result is the product of both, so what was transparent stays transparent."""
     rgb, alpha_in = _split(image)
     mask = np.empty(rgb.shape[:2], np.uint8)
-    _refine(_model_view(rgb, alpha_in), category, mask)
+    _refine(_model_view(rgb, alpha_in), category, mask, hold=True)
     if alpha_in is not None:
         # (m·a + 127) // 255: the exact rounded product in integers, no float plane at full size.
         mask = ((mask.astype(np.uint16) * alpha_in + 127) // 255).astype(np.uint8)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from retouch.models import INSTALL_HINT, ModelMissing, cached, model_file, onnx_session, release_memory
+from retouch.models import INSTALL_HINT, ModelMissing, cached, make_room, model_file, onnx_session, release_memory
 
 __all__ = ["Face", "detect_faces", "load"]
 
@@ -141,6 +141,7 @@ def detect_faces(rgb: npt.NDArray[Any], threshold: float = 0.5, *, max_pixels: i
     # Model input: float RGB 0..255, no normalisation (as in the reference blobFromImage call).
     blob = np.zeros((1, 3, work_h + pad_h, work_w + pad_w), np.float32)
     blob[0, :, :work_h, :work_w] = image.transpose(2, 0, 1)
+    make_room()  # a held u2netp arena goes first: its memory must not stack on this run's peak
     heatmap, box_scale, offset, marks = load().run(_OUTPUTS, {_INPUT: blob})
     release_memory()  # the activations were freed: hand the pages back before the pipeline goes on
 

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retouch.models import ModelMissing, cached, model_file, onnx_session, release_memory, threads
+from retouch.models import ModelMissing, cached, make_room, model_file, onnx_session, release_memory, threads
 
 __all__ = [
     "DETECT_SIDE",
@@ -195,6 +195,7 @@ class _OcrPlates:
         self._lock = threading.Lock()
 
     def read(self, rgb: np.ndarray) -> list[tuple[np.ndarray, str, float]]:
+        make_room()  # a held u2netp arena goes first: its memory must not stack on the detector's peak
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # PaddleOCR models are trained on BGR
         with self._lock:
             result, _ = self._engine(bgr, use_cls=False)  # no 180° classifier: the pipeline is upright
@@ -334,6 +335,7 @@ class _YoloPlates:
         canvas = np.full((th, tw, 3), 114, dtype=np.uint8)
         canvas[top : top + nh, left : left + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
         blob = (canvas.transpose(2, 0, 1)[None] / 255.0).astype(self._dtype)
+        make_room()
         pred = self._session.run(None, {self._name: blob})[0]
         found = decode_yolo(np.asarray(pred, dtype=np.float32), self._masks)
         boxes: list[Box] = []

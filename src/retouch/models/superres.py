@@ -196,6 +196,7 @@ def _window(rgb: U8, y0: int, x0: int, h: int, w: int) -> U8:
 
 def _run(name: str, rgb: U8, tile: int | None = None) -> U8:
     """Apply one waifu2x network to an HxWx3 uint8 array, tile by tile; returns (sH)x(sW)x3 uint8."""
+    models.make_room()  # a held u2netp arena goes first: its memory must not stack on the tiles' peak
     net, spec, ncnn = _net(name), _spec(name), _ncnn()
     tile = tile or spec.tile
     height, width = rgb.shape[:2]
