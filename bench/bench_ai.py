@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import MB, vm_hwm, vm_rss, write_results
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "photo_large.jpg"
 
@@ -84,10 +86,7 @@ def _one(op: str, size: str, folder: Path, repeats: int) -> dict[str, Any]:
         c0, t0 = cpu(), time.perf_counter()
         result = retouch.edit(data, ops, {"format": {"type": "jpeg", "quality": 85}})
         best = {"cpu": min(best["cpu"], cpu() - c0), "wall": min(best["wall"], time.perf_counter() - t0)}
-    hwm = 0
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            hwm = int(line.split()[1]) // 1024
+    hwm = vm_hwm(os.getpid()) // MB
     return {
         "op": op,
         "size": size,
@@ -122,12 +121,8 @@ def _mixed(folder: Path) -> list[dict[str, Any]]:
     steps = []
     for op, size in MIXED:
         retouch.edit(_input(size, folder).read_bytes(), OPERATIONS[op], {"format": {"type": "jpeg", "quality": 85}})
-        status = {
-            line.split(":")[0]: int(line.split()[1]) // 1024
-            for line in Path("/proc/self/status").read_text().splitlines()
-            if line.startswith(("VmHWM:", "VmRSS:"))
-        }
-        steps.append({"op": op, "size": size, "peak_rss_mb": status["VmHWM"], "rss_mb": status["VmRSS"]})
+        me = os.getpid()
+        steps.append({"op": op, "size": size, "peak_rss_mb": vm_hwm(me) // MB, "rss_mb": vm_rss(me) // MB})
     return steps
 
 
@@ -213,11 +208,7 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
     results = {"machine": machine, "operations": rows, "mixed_worker": mixed, "batch_background_removal": batch}
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2))
-    (out / f"{args.name}.md").write_text(_markdown(results))
-    print(f"wrote bench/results/{args.name}.md")
+    write_results(results, args.name, _markdown)
 
 
 def _cpu_model() -> str:

@@ -30,7 +30,6 @@ See bench/README.md for what is timed and how to read the results.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -50,7 +49,6 @@ import corpus
 from common import (
     CLK_TCK,
     REPO,
-    RESULTS_DIR,
     background,
     cpu_stat,
     free_port,
@@ -60,6 +58,7 @@ from common import (
     process_tree,
     quiet_run,
     wait_http,
+    write_results,
 )
 
 # tests/servers/ holds the PostgreSQL and Redis helpers the scale-out tests use; import them from the repo root.
@@ -1091,12 +1090,8 @@ def main() -> None:
         "vs_local_result": "pass" if vs_local >= LOCAL_TARGET else "FAIL",
         "model": build_model(one, two),
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    md_path, json_path = RESULTS_DIR / f"{args.name}.md", RESULTS_DIR / f"{args.name}.json"
-    md_path.write_text(markdown(report))
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    print(md_path.read_text())
-    print(f"wrote {md_path.relative_to(REPO)} and {json_path.relative_to(REPO)} in {report['duration_s']:.0f} s")
+    write_results(report, args.name, markdown)
+    print(f"in {report['duration_s']:.0f} s")
 
 
 if __name__ == "__main__":

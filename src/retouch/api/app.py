@@ -32,9 +32,9 @@ PREFIXES = ("/v1", "/v1-beta1")
 _UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/")
 
 
-def _error_response(exc: RetouchError, request_id: str | None = None) -> JSONResponse:
-    headers = {"x-request-id": request_id} if request_id else None
-    return JSONResponse(exc.envelope(), status_code=exc.status, headers=headers)
+def _error_response(exc: RetouchError) -> JSONResponse:
+    # x-request-id and the RateLimit-* headers are added on the way out by RequestIdAndRateLimit.
+    return JSONResponse(exc.envelope(), status_code=exc.status)
 
 
 def _client_key(scope: Scope) -> str:
