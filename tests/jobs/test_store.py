@@ -149,3 +149,28 @@ def test_claim_hands_each_item_out_once(engine: Engine) -> None:
     assert store.claim(10, lease_seconds=60) == []
     with Session(engine) as session:
         assert set(session.scalars(select(Item.status))) == {ItemStatus.RUNNING}
+
+
+def test_claim_takes_expired_leases_first_then_async_then_accounts_in_turn(engine: Engine) -> None:
+    store = TaskStore(engine)
+    with Session(engine) as session, session.begin():
+        session.add(Account(name="globex"))
+    big_id, big = _batch(store, 6)  # account 1's large batch, created first
+    other = store.create(2, "batch", REQUEST)
+    theirs = store.add_items(other.id, [ItemSpec(f"storage://s/in/o{i}.jpg", f"o{i}.jpg") for i in range(2)], 0)
+    single = store.create(1, "async", REQUEST)
+    (lone,) = store.add_items(single.id, [ItemSpec("https://example.com/a.jpg", "a.jpg")], 0)
+    # An item whose worker was lost: RUNNING with a lease in the past.
+    with engine.begin() as conn:
+        conn.execute(
+            update(Item)
+            .where(Item.id == big[5])
+            .values(status=ItemStatus.RUNNING, lease_until=utcnow() - timedelta(seconds=5))
+        )
+    claimed = store.claim(4, lease_seconds=60)
+    assert [item_id for item_id, _, _ in claimed] == [big[5], lone, theirs[0], big[0]]
+    assert [kind for _, kind, _ in claimed] == ["batch", "async", "batch", "batch"]
+    rest = store.claim(100, lease_seconds=60)
+    assert sorted(item_id for item_id, _, _ in rest) == sorted([*big[1:5], theirs[1]])
+    assert store.claim(100, lease_seconds=60) == []
+    assert big_id != other.id

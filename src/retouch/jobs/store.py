@@ -123,6 +123,41 @@ _COUNT = {
 }
 
 
+# The claim's statements (the dispatcher runs one claim per few items).
+_OPEN_TASKS = (
+    select(Task.id, Task.account_id, Task.kind)
+    .where(Task.status.not_in(TaskStatus.TERMINAL))
+    .order_by(case((Task.kind == "async", 0), else_=1), Task.id)
+)
+_EXPIRED = (
+    select(Item.id, Item.task_id, Item.queue)
+    .where(Item.status == ItemStatus.RUNNING, Item.lease_until < bindparam("b_now"))
+    .order_by(Item.lease_until)
+    .limit(bindparam("b_limit"))
+)
+_PENDING = (
+    select(Item.id, Item.queue)
+    .where(Item.task_id == bindparam("b_task"), Item.status == ItemStatus.PENDING)
+    .order_by(Item.seq)
+    .limit(bindparam("b_limit"))
+)
+_RUNNABLE = and_(
+    Item.id.in_(bindparam("b_ids", expanding=True)),
+    or_(
+        Item.status == ItemStatus.PENDING,
+        and_(Item.status == ItemStatus.RUNNING, Item.lease_until < bindparam("b_now")),
+    ),
+)
+# PostgreSQL: lock the rows first, skipping those another replica is claiming right now.
+_LOCK = select(Item.id).where(_RUNNABLE).with_for_update(skip_locked=True)
+_TAKE = (
+    update(Item)
+    .where(_RUNNABLE)
+    .values(status=ItemStatus.RUNNING, lease_until=bindparam("b_lease"), started_at=None)
+    .returning(Item.id)
+)
+
+
 class TaskStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -256,30 +291,16 @@ class TaskStore:
         if limit <= 0:
             return []
         now = utcnow()
-        with Session(self.engine) as session, session.begin():
-            open_tasks = session.execute(
-                select(Task.id, Task.account_id, Task.kind)
-                .where(Task.status.not_in(TaskStatus.TERMINAL))
-                .order_by(case((Task.kind == "async", 0), else_=1), Task.id)
-            ).all()
+        with self.engine.begin() as conn:
+            open_tasks = conn.execute(_OPEN_TASKS).all()
             kinds = {row[0]: row[2] for row in open_tasks}
-            expired = session.execute(
-                select(Item.id, Item.task_id, Item.queue)
-                .where(Item.status == ItemStatus.RUNNING, Item.lease_until < now)
-                .order_by(Item.lease_until)
-                .limit(limit)
-            ).all()
+            expired = conn.execute(_EXPIRED, {"b_now": now, "b_limit": limit}).all()
             picked = [(row[0], kinds[row[1]], row[2]) for row in expired if row[1] in kinds]
             per_account: dict[int, list[tuple[int, str, str]]] = {}
             for task_id, account_id, kind in open_tasks:
                 if len(picked) >= limit:
                     break
-                rows = session.execute(
-                    select(Item.id, Item.queue)
-                    .where(Item.task_id == task_id, Item.status == ItemStatus.PENDING)
-                    .order_by(Item.seq)
-                    .limit(limit)
-                ).all()
+                rows = conn.execute(_PENDING, {"b_task": task_id, "b_limit": limit}).all()
                 per_account.setdefault(account_id, []).extend((row[0], kind, row[1]) for row in rows)
             queues = list(per_account.values())
             turn = 0
@@ -290,23 +311,13 @@ class TaskStore:
                 turn += 1
             if not picked:
                 return []
-            ids = [item_id for item_id, _kind, _queue in picked]
-            runnable = or_(
-                Item.status == ItemStatus.PENDING,
-                and_(Item.status == ItemStatus.RUNNING, Item.lease_until < now),
-            )
-            locking = select(Item.id).where(Item.id.in_(ids), runnable)
+            params = {"b_ids": [entry[0] for entry in picked], "b_now": now}
             if self.engine.dialect.name == "postgresql":
-                locking = locking.with_for_update(skip_locked=True)
-            mine = set(session.scalars(locking))
-            if mine:
-                session.execute(
-                    update(Item)
-                    .where(Item.id.in_(mine))
-                    .values(
-                        status=ItemStatus.RUNNING, lease_until=now + timedelta(seconds=lease_seconds), started_at=None
-                    )
-                )
+                params["b_ids"] = list(conn.scalars(_LOCK, params))
+                if not params["b_ids"]:
+                    return []
+            # The update re-checks that each item is still runnable: a row taken in between is not returned.
+            mine = set(conn.scalars(_TAKE, {**params, "b_lease": now + timedelta(seconds=lease_seconds)}))
             return [entry for entry in picked if entry[0] in mine]
 
     def release(self, item_ids: list[int]) -> None:

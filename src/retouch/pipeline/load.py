@@ -75,9 +75,18 @@ class SourceInfo:
         return self.width, self.height
 
 
+def _source(data: bytes) -> pyvips.Source:
+    """The bytes as a libvips source, without a copy. libvips reads them lazily, so they must outlive the
+    image: every caller keeps them until the image is encoded (``pipeline.run`` holds ``data`` to the end)."""
+    return pyvips.Source.new_from_memory(data)
+
+
 def _corrupt(ext: str, exc: Exception) -> ImageError:
     reason = str(exc).strip().splitlines()
-    detail = next((line for line in reason if line and "load_buffer" not in line), "") or "unreadable data"
+    detail = (
+        next((ln for ln in reason if ln and "load_buffer" not in ln and "load_source" not in ln), "")
+        or "unreadable data"
+    )
     return ImageError(f"The input {FORMATS[ext][0]} image could not be decoded (truncated or corrupt): {detail}")
 
 
@@ -99,7 +108,9 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
         orientation = 1
     else:
         try:
-            header = pyvips.Image.new_from_buffer(data, "", access="sequential")
+            # From a memory source: new_from_buffer would first copy the whole file into a libvips blob
+            # only for the header to be parsed (~0.25 ms per 3 MB JPEG, 0.5 % of a 12 MP resize).
+            header = pyvips.Image.new_from_source(_source(data), "", access="sequential")
             width = header.width
             pages = header.get("n-pages") if header.get_typeof("n-pages") else 1
             height = header.get("page-height") if header.get_typeof("page-height") else header.height
@@ -135,16 +146,16 @@ def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
             )
         if not plan.resizes and plan.crop is None:
             # fail_on=truncated: a truncated file is an error, not an image with a grey bottom half.
-            image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
+            image = pyvips.Image.new_from_source(_source(data), "", access="sequential", fail_on="truncated")
             return image.autorot()
         if plan.crop is not None:
             width, height = plan.fitted
-            return pyvips.Image.thumbnail_buffer(
-                data, width, height=height, crop=plan.crop, option_string="fail_on=truncated"
+            return pyvips.Image.thumbnail_source(
+                _source(data), width, height=height, crop=plan.crop, option_string="fail_on=truncated"
             )
         width, height = plan.scaled
-        return pyvips.Image.thumbnail_buffer(
-            data, width, height=height, size="force", option_string="fail_on=truncated"
+        return pyvips.Image.thumbnail_source(
+            _source(data), width, height=height, size="force", option_string="fail_on=truncated"
         )
     except pyvips.Error as exc:
         raise _corrupt(info.ext, exc) from None
@@ -155,7 +166,7 @@ def decode_upright(data: bytes, info: SourceInfo) -> pyvips.Image:
     try:
         if info.ext in _PILLOW_FORMATS:
             return _pillow_decode(data)
-        return pyvips.Image.new_from_buffer(data, "", fail_on="truncated").autorot()
+        return pyvips.Image.new_from_source(_source(data), "", fail_on="truncated").autorot()
     except pyvips.Error as exc:
         raise _corrupt(info.ext, exc) from None
 
