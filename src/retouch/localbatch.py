@@ -13,6 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from retouch.allocator import tune_malloc
 from retouch.contracts.edit import UploadData
 from retouch.errors import RetouchError
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
@@ -41,6 +42,7 @@ class BatchReport:
 
 def _worker_init() -> None:
     configure_vips(threads=1)
+    tune_malloc()
 
 
 def edit_file(source: str, target: str, request: UploadData, limits: Limits) -> tuple[int, int]:

@@ -8,6 +8,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from retouch.allocator import tune_malloc
 from retouch.contracts.edit import EditRequest, UploadData
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.errors import RetouchError
@@ -28,6 +29,7 @@ def init_worker(settings: Settings) -> None:
     global _settings
     _settings = settings
     configure_vips(threads=1)
+    tune_malloc()  # the same multi-MB buffers every image: keep them in the heap (retouch/allocator.py)
     from retouch import models
 
     # Models get every core: a lone request (a sync background removal) then takes the whole machine
