@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.conftest import ImageServer, LiveApp, fixture_bytes, make_settings
 
@@ -179,15 +181,29 @@ def test_rate_limit_headers_and_429(tmp_path: Path, image_server: ImageServer) -
 # ------------------------------------------------------------------------------------ the upload stream
 
 
-def test_upload_reaches_the_worker_as_a_ram_file_that_is_removed_afterwards(live: LiveApp) -> None:
-    files = {"file": ("c.jpg", fixture_bytes("coffee.jpg"), "image/jpeg")}
+def _no_stray_handoff_files(live: LiveApp) -> None:
+    """Every file left in the RAM folder is a spare waiting for reuse: none leaked, none in use."""
+    handoff = live.service.handoff
+    assert sorted(handoff.folder.iterdir()) == sorted(handoff.spares)
+    assert len(set(handoff.spares)) == len(handoff.spares)  # never the same file twice
+
+
+def test_upload_reaches_the_worker_as_a_ram_file_that_is_given_back_afterwards(live: LiveApp) -> None:
+    large, small = fixture_bytes("photo_large.jpg"), fixture_bytes("coffee.jpg")
+    assert len(large) > len(small)
     with live.client() as client:
-        ok = client.post("/v1/image/edit/upload", files=files)
+        first = client.post("/v1/image/edit/upload", files={"file": ("l.jpg", large, "image/jpeg")})
         bad = client.post("/v1/image/edit/upload", files={"file": ("t.jpg", fixture_bytes("truncated.jpg"))})
-    assert ok.status_code == 200, ok.text
+        # Over the pages of the spare file the larger upload left: only the new bytes may reach the worker.
+        ok = client.post("/v1/image/edit/upload", files={"file": ("c.jpg", small, "image/jpeg")})
+    assert first.status_code == 200, first.text
     assert bad.status_code == 422, bad.text
+    assert ok.status_code == 200, ok.text
+    source = Image.open(io.BytesIO(small))
+    assert (ok.json()["data"]["input"]["width"], ok.json()["data"]["input"]["height"]) == source.size
     folder = live.service.handoff.folder
-    assert folder.is_dir() and list(folder.iterdir()) == []  # deleted after success and after failure
+    assert folder.is_dir() and len(live.service.handoff.spares) == 1  # one file served all three, in turn
+    _no_stray_handoff_files(live)
     if Path("/dev/shm").is_dir():
         assert folder.parent == Path("/dev/shm")
 
@@ -222,7 +238,7 @@ def test_upload_body_errors(live: LiveApp, kwargs: dict[str, Any], status: int, 
     assert response.status_code == status, response.text
     body = response.json()
     assert body["error_type"] == "validation" and message in body["error_message"], body
-    assert list(live.service.handoff.folder.iterdir()) == []
+    _no_stray_handoff_files(live)
 
 
 def test_upload_is_refused_before_its_body_is_read(live: LiveApp) -> None:

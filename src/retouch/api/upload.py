@@ -56,6 +56,7 @@ OPENAPI = {
 class Upload:
     """The parsed upload: the image as a handoff file (or bytes when RAM is short), its name, and `data`."""
 
+    handoff: Handoff
     filename: str = ""
     path: Path | None = None
     content: bytearray = field(default_factory=bytearray)
@@ -67,9 +68,11 @@ class Upload:
     def image(self) -> Path | bytes:
         return self.path if self.path is not None else bytes(self.content)
 
-    def discard(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+    def discard(self, reuse: bool = True) -> None:
+        """Give the handoff file back (once: a file released twice would be handed to two uploads)."""
+        path, self.path = self.path, None
+        if path is not None:
+            self.handoff.release(path, reuse)
 
 
 class _Parts:
@@ -134,15 +137,14 @@ class _Parts:
     def _to_memory(self) -> None:
         assert self.sink is not None and self.upload.path is not None
         with contextlib.suppress(OSError):
-            self.sink.close()
+            self.handoff.seal(self.sink)
         self.sink = None
         self.upload.content += self.upload.path.read_bytes()
-        self.upload.discard()
-        self.upload.path = None
+        self.upload.discard(reuse=False)  # the folder is full: free its RAM
 
     def on_part_end(self) -> None:
         if self.target == "file" and self.sink is not None:
-            self.sink.close()
+            self.handoff.seal(self.sink)
             self.sink = None
         elif self.target == "data":
             self.upload.data = self.data.decode("utf-8", "replace")
@@ -151,7 +153,8 @@ class _Parts:
     def close(self) -> None:
         if self.sink is not None:
             with contextlib.suppress(OSError):
-                self.sink.close()
+                self.handoff.seal(self.sink)
+            self.sink = None
 
 
 async def read_upload(request: Request, handoff: Handoff, limit: int) -> Upload:
@@ -160,7 +163,7 @@ async def read_upload(request: Request, handoff: Handoff, limit: int) -> Upload:
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
         raise _bad_body("the body must be multipart/form-data with a boundary")
-    upload = Upload()
+    upload = Upload(handoff)
     parts = _Parts(upload, handoff, limit)
     callbacks = {
         "on_part_begin": parts.on_part_begin,

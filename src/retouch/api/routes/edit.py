@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -42,6 +43,10 @@ async def upload(request: Request, principal: ImageEditing, service: Svc) -> dic
             raise ValidationFailed("The `data` part is not valid JSON.", details={"data": ["invalid JSON"]}) from None
         options: UploadData = validate(UploadData, raw)
         result = await service.edit_upload(principal.account_id, parsed.image, parsed.filename or "image", options)
+    except asyncio.CancelledError:
+        # The client went away mid-edit: the worker may still be reading the file, so it is not reused.
+        parsed.discard(reuse=False)
+        raise
     finally:
         parsed.discard()
     return {"data": result}
