@@ -38,6 +38,7 @@ class _FixtureHandler(SimpleHTTPRequestHandler):
     """Serves tests/fixtures, plus a few special paths for the SSRF and size tests."""
 
     redirects: ClassVar[dict[str, str]] = {}
+    arrivals: ClassVar[list[tuple[str, float]]] = []  # (path, time.monotonic()) of each /slow/ request
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, directory=str(FIXTURES), **kwargs)
@@ -49,6 +50,11 @@ class _FixtureHandler(SimpleHTTPRequestHandler):
             self.send_header("Location", target)
             self.end_headers()
             return
+        if self.path.startswith("/slow/"):  # /slow/<ms>/<fixture>[?anything]: a distant origin
+            self.arrivals.append((self.path, time.monotonic()))
+            _, _, ms, rest = self.path.split("/", 3)
+            time.sleep(int(ms) / 1000)
+            self.path = "/" + rest
         if self.path.startswith("/big/"):
             size = int(self.path.rsplit("/", 1)[-1])
             self.send_response(200)
@@ -65,7 +71,7 @@ class _FixtureHandler(SimpleHTTPRequestHandler):
 
 class ImageServer:
     def __init__(self) -> None:
-        self.handler = type("Handler", (_FixtureHandler,), {"redirects": {}})
+        self.handler = type("Handler", (_FixtureHandler,), {"redirects": {}, "arrivals": []})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self.handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -33,7 +34,7 @@ from retouch.handoff import Handoff
 from retouch.jobs.janitor import Janitor
 from retouch.jobs.listing import expand, guess_ext
 from retouch.jobs.models import Task
-from retouch.jobs.runner import drain_commits, init_worker
+from retouch.jobs.runner import drain_commits, init_worker, read_ahead
 from retouch.jobs.store import ItemSpec, TaskStore
 from retouch.jobs.webhooks import WebhookSender, WebhookStore
 from retouch.pipeline import Encoded, run
@@ -41,6 +42,7 @@ from retouch.pipeline.load import FORMATS
 from retouch.settings import Limits, Settings
 from retouch.storage.base import ObjectMissing, retry
 from retouch.storage.catalog import StorageCatalog
+from retouch.storage.local import LocalConnector
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
 from retouch.storage.url import FetchPolicy, fetch, guarded_client
@@ -148,6 +150,10 @@ class Service:
         self._executor: Executor | None = None
         self._background: list[Any] = []
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retouch-list")
+        # Workers only: the input of the job waiting behind the running one (see read_ahead).
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-read-ahead")
+        self._ahead: dict[tuple[int, str], Future[tuple[bytes, str]]] = {}
+        self._ahead_lock = threading.Lock()
 
     def start(self) -> None:
         """Start the worker pool, the dispatcher, pending listings, webhook delivery and clean-up."""
@@ -163,6 +169,7 @@ class Service:
             initializer=init_worker,
             initargs=(self.settings,),
             finalizer=drain_commits,
+            read_ahead=read_ahead,
             default_deadline=self.settings.item_timeout_seconds,
         )
         if celery:
@@ -234,6 +241,7 @@ class Service:
         for part in self._background:
             part.stop()
         self._listers.shutdown(wait=False, cancel_futures=True)
+        self._reader.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown()
         if self._pool is not None:
@@ -246,8 +254,36 @@ class Service:
 
     # ---------------------------------------------------------------- use cases
 
+    def read_ahead(self, account_id: int, source: str) -> None:
+        """In a worker: start reading an input that waits behind the job running now, if it lives behind
+        a network (an http(s) URL, a cloud storage). The job's ``read_input_sync`` then takes the
+        result instead of downloading while its core waits. Local files are read when needed."""
+        if not source.startswith(("http://", "https://")):
+            try:
+                uri = parse_storage_uri(source)
+                if uri.is_folder or isinstance(self.storages.connector(account_id, uri.name), LocalConnector):
+                    return
+            except RetouchError:
+                return  # the job itself will say what is wrong with it
+        key = (account_id, source)
+        with self._ahead_lock:
+            if key in self._ahead:
+                return
+            # At most two inputs held ahead: an entry whose job never asks for it (a cancelled task)
+            # is dropped here rather than kept.
+            while len(self._ahead) >= 2:
+                self._ahead.pop(next(iter(self._ahead))).cancel()
+            self._ahead[key] = self._reader.submit(self._read_input, account_id, source)
+
     def read_input_sync(self, account_id: int, source: str) -> tuple[bytes, str]:
         """Bytes and file name of an input: an http(s) URL or a storage:// file."""
+        with self._ahead_lock:
+            ahead = self._ahead.pop((account_id, source), None)
+        if ahead is not None and not ahead.cancel():  # started or done: its outcome is this read's
+            return ahead.result()
+        return self._read_input(account_id, source)
+
+    def _read_input(self, account_id: int, source: str) -> tuple[bytes, str]:
         if source.startswith(("http://", "https://")):
             fetched = fetch(source, self.fetch_policy, client=self._http)
             return fetched.data, fetched.name

@@ -259,3 +259,45 @@ def test_upload_first_file_part_wins_and_unknown_parts_are_ignored(live: LiveApp
         response = client.post("/v1/image/edit/upload", files=files)
     assert response.status_code == 200, response.text
     assert response.json()["data"]["output"]["tmp_url"].endswith("/first.png")
+
+
+# ------------------------------------------------------------------------------------ read-ahead
+
+
+def test_inputs_waiting_behind_a_running_job_are_downloaded_meanwhile(
+    tmp_path: Path, image_server: ImageServer
+) -> None:
+    """One worker, an origin that takes 0.4 s per answer. Without read-ahead a download starts only once
+    the previous image was downloaded and edited, 0.4 s or more apart; with it, the input of the job
+    waiting in the worker's pipe is fetched while the job before it runs - for sync edits and batch items."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.api.test_jobs import wait_done
+
+    arrivals = image_server.handler.arrivals
+    app = LiveApp(make_settings(tmp_path, workers=1))
+    try:
+        with app.client() as warm:  # the worker's Service exists before the clock matters
+            assert warm.post("/v1/image/edit", json={"input": image_server.url("coffee.jpg")}).status_code == 200
+
+        def edit(k: int) -> httpx.Response:
+            with app.client() as client:
+                return client.post("/v1/image/edit", json={"input": image_server.url(f"slow/400/coffee.jpg?s={k}")})
+
+        arrivals.clear()
+        with ThreadPoolExecutor(2) as threads:
+            responses = list(threads.map(edit, range(2)))
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        sync_times = sorted(t for _, t in arrivals)
+        assert len(sync_times) == 2 and sync_times[1] - sync_times[0] < 0.25, sync_times
+
+        arrivals.clear()
+        with app.client() as client:
+            urls = [image_server.url(f"slow/400/coffee.jpg?b={k}") for k in range(2)]
+            task = client.post("/v1/image/edit/batch", json={"input": urls, "operations": {}}).json()["data"]
+            done = wait_done(client, f"/v1/image/edit/batch/{task['id']}")
+        assert done["status"] == "DONE" and len(done["results"]) == 2, done
+        batch_times = sorted(t for _, t in arrivals)
+        assert len(batch_times) == 2 and batch_times[1] - batch_times[0] < 0.25, batch_times
+    finally:
+        app.close()

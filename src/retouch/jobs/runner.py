@@ -16,7 +16,7 @@ from retouch.pipeline import configure_vips
 from retouch.pipeline.load import probe
 from retouch.settings import Settings
 
-__all__ = ["drain_commits", "edit_in_worker", "init_worker", "run_item", "worker_service"]
+__all__ = ["drain_commits", "edit_in_worker", "init_worker", "read_ahead", "run_item", "worker_service"]
 
 log = logging.getLogger("retouch.worker")
 
@@ -139,6 +139,22 @@ def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
     drain_commits()  # at most one in flight: wait for the previous item's (long done, as a rule)
     _in_flight = _committer().submit(commit)
     return "deferred"
+
+
+def read_ahead(fn: Any, args: tuple[Any, ...]) -> None:
+    """The pool's read-ahead hook, in the worker's receiving thread: a job arrived while another runs;
+    start reading its input (``Service.read_ahead`` decides whether that input is worth it)."""
+    service = _service
+    if service is None:  # the first job is still building the Service; nothing runs ahead of it anyway
+        return
+    if fn is edit_in_worker:
+        account_id, source, data = args[0], args[1], args[2]
+        if data is None and source:
+            service.read_ahead(account_id, source)
+    elif fn is run_item:
+        found = service.tasks.item_source(args[0])
+        if found is not None:
+            service.read_ahead(*found)
 
 
 def _recorded(task_id: int | None) -> str:

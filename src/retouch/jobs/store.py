@@ -123,6 +123,15 @@ _COUNT = {
 }
 
 
+_ITEM_SOURCE = (
+    select(Item.source, Task.account_id)
+    .join(Task, Task.id == Item.task_id)
+    .where(
+        Item.id == bindparam("b_item"),
+        Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)),
+        Task.status.not_in(TaskStatus.TERMINAL),
+    )
+)
 # The claim's statements (the dispatcher runs one claim per few items).
 _OPEN_TASKS = (
     select(Task.id, Task.account_id, Task.kind)
@@ -347,6 +356,12 @@ class TaskStore:
                     .values(status=ItemStatus.PENDING, lease_until=None)
                 )
             )
+
+    def item_source(self, item_id: int) -> tuple[int, str] | None:
+        """(account id, source) of an item still to run, for reading its input ahead; None otherwise."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_ITEM_SOURCE, {"b_item": item_id}).first()
+        return (int(row[1]), str(row[0])) if row is not None else None
 
     def start_item(self, item_id: int, lease_seconds: float, max_attempts: int = 3) -> ItemWork | None:
         """In the worker: the item to run, or None when it is finished or its task was cancelled.
