@@ -8,6 +8,8 @@ Modes (each one measured in every pass; passes interleave the modes and the best
   inproc-2p         retouch.edit() in the same kind of pool
   http-url          `retouch serve --workers 2`; POST /v1/image/edit with an http:// input on a loopback file server
   http-upload       the same server; POST /v1/image/edit/upload (multipart)
+  http-url-slow     http-url with an origin that answers after 50 ms (compared with http-url: the workers
+                    download the next input while editing, so the wait should mostly vanish), for information
   baseline-1p       the baseline in one process pinned to CPU 0 (the per-core figure)
   inproc-1p         retouch.edit() in one process pinned to CPU 0
   baseline-2p-prog  baseline with progressive + optimised Huffman (the contract's default JPEG output), for information
@@ -68,6 +70,7 @@ class Mode:
     pin_cpu: int | None = None  # the 1-process runs are pinned, as in perf-anchors, so they measure one core
     baseline: str | None = None  # the mode this one is compared with
     target: float | None = None  # minimum ratio to the baseline; None = for information only
+    origin_ms: int = 0  # http-url: the loopback origin waits this long before each answer
 
 
 def all_modes(procs: int) -> list[Mode]:
@@ -76,6 +79,8 @@ def all_modes(procs: int) -> list[Mode]:
         Mode("inproc-2p", "inproc", procs, baseline="baseline-2p", target=0.9),
         Mode("http-url", "http-url", procs, baseline="baseline-2p", target=0.8),
         Mode("http-upload", "http-upload", procs, baseline="baseline-2p", target=0.8),
+        # A distant origin (50 ms per answer): what the workers' read-ahead hides, against http-url.
+        Mode("http-url-slow", "http-url", procs, baseline="http-url", origin_ms=50),
         Mode("baseline-1p", "baseline", 1, pin_cpu=0),
         Mode("inproc-1p", "inproc", 1, pin_cpu=0, baseline="baseline-1p", target=0.9),
         Mode("baseline-2p-prog", "baseline", procs, progressive=True),
@@ -232,7 +237,8 @@ def run_pool(mode: Mode, images: list[Path], warmup: list[Path]) -> RunResult:
 def _http_request(client: Any, mode: Mode, file_base: str, path: Path) -> dict[str, Any]:
     output = output_options(mode.progressive)
     if mode.kind == "http-url":
-        body = {"input": f"{file_base}/{path.name}", "operations": OPERATIONS, "output": output}
+        where = f"slow/{mode.origin_ms}/{path.name}" if mode.origin_ms else path.name
+        body = {"input": f"{file_base}/{where}", "operations": OPERATIONS, "output": output}
         response = client.post("/v1/image/edit", json=body)
     else:
         files = {"file": (path.name, path.read_bytes(), "image/jpeg")}

@@ -6,6 +6,8 @@ benchmark's cores, so its CPU counts against retouch. `python -m http.server` co
 Python in 64 KB chunks (~1.5 ms of CPU per 3 MB file); sendfile hands the copy to the kernel. Usage:
 
     python bench/file_server.py DIRECTORY PORT
+
+A path under /slow/<ms>/ is answered after <ms> milliseconds: the slow-origin mode of bench_sync.py.
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO
 
 
 class SendfileHandler(SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real origin
+
+    def send_head(self) -> Any:
+        # /slow/<ms>/<file>: an origin that takes <ms> to answer (a CDN in another region, a busy bucket).
+        # It sleeps, so the wait costs no CPU on the cores the benchmark measures.
+        if self.path.startswith("/slow/"):
+            _, _, ms, rest = self.path.split("/", 3)
+            time.sleep(int(ms) / 1000)
+            self.path = "/" + rest
+        return super().send_head()
 
     def copyfile(self, source: BinaryIO, outputfile: Any) -> None:
         self.wfile.flush()  # the headers go first
