@@ -22,13 +22,27 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 
-__all__ = ["tune_malloc"]
+__all__ = ["libc_function", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 1024 * 1024
 TRIM_THRESHOLD = 128 * 1024 * 1024
+
+
+def libc_function(name: str) -> Callable[..., int] | None:
+    """A glibc function by name (``mallopt``, ``malloc_trim``), or None on other C libraries (musl, macOS),
+    whose allocators neither have nor need these knobs."""
+    path = ctypes.util.find_library("c")
+    if path is None:
+        return None
+    try:
+        function: Callable[..., int] = getattr(ctypes.CDLL(path), name)
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 def _operator_chose() -> bool:
@@ -43,11 +57,7 @@ def tune_malloc() -> bool:
     """Apply the settings above; True when they were applied (glibc, and no operator choice)."""
     if _operator_chose():
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators behave differently
-        return False
+    mallopt = libc_function("mallopt")
     if mallopt is None:
         return False
     # mallopt returns 1 on success; setting the mmap threshold also ends glibc's dynamic adjustment.

@@ -180,7 +180,7 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._queue: list[_Job] = []
         self._seq = itertools.count()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._closed = False
         self._workers = [self._spawn() for _ in range(self.size)]
@@ -263,32 +263,26 @@ class WorkerPool:
             worker.conn.send_bytes(job.pickled())
         except (OSError, ValueError) as exc:
             job.future.set_exception(WorkerCrashed(f"could not hand the task to a worker: {exc}"))
-            held = self._replace(index)
-            if held:  # the worker is gone: whatever it ran crashed with it; the rest never started
-                running = held.popleft()
-                if not running.future.done():
-                    running.future.set_exception(WorkerCrashed(f"the image worker stopped unexpectedly ({exc})"))
-            for waiting in held:
-                heapq.heappush(self._queue, waiting)
+            self._retire(index, WorkerCrashed(f"the image worker stopped unexpectedly ({exc})"))
             return
         job.payload = None  # sent: the bytes are not needed again
         if not worker.jobs:
             worker.started = time.monotonic()
         worker.jobs.append(job)
 
-    def _replace(self, index: int) -> deque[_Job]:
-        """Kill a worker and start another; return the jobs it held (running one first)."""
-        worker = self._workers[index]
-        worker.kill()
-        self._workers[index] = self._spawn()
-        return worker.jobs
-
-    def _requeue(self, jobs: deque[_Job]) -> None:
-        """Jobs that sat unread in a dead worker's pipe never started: they run again elsewhere."""
-        with self._lock:
-            for job in jobs:
-                if not job.future.done():
-                    heapq.heappush(self._queue, job)
+    def _retire(self, index: int, error: Exception) -> None:
+        """Kill a worker and start another in its place. The job it ran fails with ``error``; the jobs
+        that sat unread in its pipe never started, so they go back to the queue and run elsewhere."""
+        with self._lock:  # re-entrant: _send calls this with the lock held
+            worker = self._workers[index]
+            worker.kill()
+            self._workers[index] = self._spawn()
+            running = worker.jobs.popleft() if worker.jobs else None
+            for waiting in worker.jobs:
+                if not waiting.future.done():
+                    heapq.heappush(self._queue, waiting)
+        if running is not None and not running.future.done():
+            running.future.set_exception(error)
 
     def _supervise(self) -> None:
         while True:
@@ -328,11 +322,7 @@ class WorkerPool:
         except (EOFError, OSError):
             worker.process.join(timeout=1)
             code = worker.process.exitcode
-            jobs = self._replace(index)
-            job = jobs.popleft() if jobs else None
-            if job is not None and not job.future.done():
-                job.future.set_exception(WorkerCrashed(f"the image worker stopped unexpectedly (exit code {code})"))
-            self._requeue(jobs)
+            self._retire(index, WorkerCrashed(f"the image worker stopped unexpectedly (exit code {code})"))
             return
         if not worker.jobs:
             return
@@ -352,11 +342,7 @@ class WorkerPool:
             if job is None or job.deadline is None or now - worker.started < job.deadline:
                 continue
             log.warning("killing worker %s: task ran past its %ss deadline", worker.process.pid, job.deadline)
-            jobs = self._replace(index)
-            jobs.popleft()
-            if not job.future.done():
-                job.future.set_exception(DeadlineExceeded(f"processing took longer than {job.deadline:g} seconds"))
-            self._requeue(jobs)
+            self._retire(index, DeadlineExceeded(f"processing took longer than {job.deadline:g} seconds"))
 
 
 def _self_test() -> None:  # pragma: no cover - a manual smoke check: python -m retouch.executors.pool

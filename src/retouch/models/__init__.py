@@ -11,8 +11,6 @@ Without them, AI operations answer 422 with a hint instead of failing at import 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib.resources
 import os
 import threading
@@ -20,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from retouch.allocator import libc_function
 from retouch.errors import OperationUnavailable
 
 __all__ = [
@@ -62,16 +61,7 @@ def threads() -> int:
     return _threads
 
 
-def _libc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim if name else None  # type: ignore[assignment]
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim, nothing to do
-        return None
-    return trim
-
-
-_malloc_trim = _libc_trim()
+_malloc_trim = libc_function("malloc_trim")
 
 
 def release_memory() -> None:
