@@ -1,16 +1,37 @@
-"""Shared pieces of the wire models: the strict base class and small value parsers."""
+"""Shared pieces of the wire models: the strict base class and the value types parsed once at the edge."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-__all__ = ["HEX_COLOR_RE", "PERCENT_RE", "Lenient", "Strict", "none_is_absent", "parse_percent"]
+__all__ = [
+    "HEX_COLOR_RE",
+    "MAX_PERCENT",
+    "MAX_PIXELS",
+    "Length",
+    "Lenient",
+    "Strict",
+    "check_source",
+    "key_problem",
+    "none_is_absent",
+    "parse_length",
+    "storage_uri_problem",
+]
 
-PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
 HEX_COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_LENGTH_RE = re.compile(r"^(\d+)(?:\.(\d+))?(px|%)$", re.ASCII)
+
+#: The largest length in pixels a request may name. Every output format we write stops at 65,535 px a side
+#: (WebP at 16,383) and libvips at 10,000,000; bounding here keeps every later sum and product finite.
+MAX_PIXELS = 100_000
+#: The largest percentage (100x the input side); the output megapixel limit is checked after planning.
+MAX_PERCENT = 10_000
 
 
 class Strict(BaseModel):
@@ -25,10 +46,109 @@ class Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-def parse_percent(value: str) -> float | None:
-    """``"25%"`` -> 25.0; anything else -> None."""
-    match = PERCENT_RE.match(value.strip())
-    return float(match.group(1)) if match else None
+@dataclass(frozen=True)
+class Length:
+    """A length in pixels or in percent of a side, parsed once at the edge: the pipeline never re-reads text.
+
+    ``amount`` is a whole number for ``px``; any finite value in ``[0, MAX_PERCENT]`` for ``%``."""
+
+    amount: float
+    unit: Literal["px", "%"]
+
+    @property
+    def is_percent(self) -> bool:
+        return self.unit == "%"
+
+    def pixels(self, along: int) -> int:
+        """Pixels of this length on a side of ``along`` px. A positive percentage gives at least 1 px:
+        ``"0.00001%"`` is a request for the smallest change, never a silent no-op."""
+        if self.unit == "px":
+            return int(self.amount)
+        if self.amount == 0:
+            return 0
+        return max(1, round(along * self.amount / 100))
+
+    def __str__(self) -> str:
+        # Fixed-point, never an exponent: "1e-05%" is what f"{x:g}" writes, and nobody reads that back.
+        text = format(Decimal(repr(self.amount)), "f")
+        if "." in text:
+            text = text.rstrip("0").rstrip(".")
+        return text + self.unit
+
+
+def parse_length(value: str, field: str, *, max_percent: float = MAX_PERCENT) -> Length:
+    """``"25%"``, ``"12.5%"``, ``"40px"`` -> :class:`Length`; anything else raises ``ValueError`` naming ``field``."""
+    match = _LENGTH_RE.match(value.strip())
+    if match is None:
+        raise ValueError(
+            f"expected a length in px or % like '40px' or '12.5%' for `{field}` but received {_clip(value)}"
+        )
+    whole, fraction, unit = match.groups()
+    whole = whole.lstrip("0") or "0"
+    fraction = (fraction or "0")[:12]  # finer than a millionth of a percent changes no pixel
+    limit = MAX_PIXELS if unit == "px" else max_percent
+    if len(whole) > 12 or int(whole) > limit:  # checked on the digits: no float ever sees 10**310
+        raise ValueError(f"`{field}` must be at most {limit:g}{unit}, received {_clip(value)}")
+    if unit == "px":
+        if fraction and int(fraction):
+            raise ValueError(f"pixels are whole numbers: expected e.g. '40px' for `{field}`, received {_clip(value)}")
+        return Length(int(whole), "px")
+    amount = float(Decimal(f"{whole}.{fraction}"))
+    if amount > max_percent:
+        raise ValueError(f"`{field}` must be at most {max_percent:g}%, received {_clip(value)}")
+    return Length(amount, "%")
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
+
+
+#: Characters no key may hold: control characters (a NUL ends a C string; file systems and S3 refuse or
+#: mangle the rest) and the backslash (a second separator on some systems and in S3 tooling).
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
+#: S3 and GCS keys are at most 1,024 bytes of UTF-8; file names at most 255 bytes (NAME_MAX).
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 255
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` (a path inside a storage, already URL-decoded) cannot be used, or None."""
+    if _BAD_KEY_CHARS.search(key):
+        return "control characters and backslashes cannot be used in a storage path"
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        return f"a storage path may be at most {MAX_KEY_BYTES} bytes long"
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for part in key.split("/")):
+        return f"a file or folder name may be at most {MAX_SEGMENT_BYTES} bytes long"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a storage path must be valid UTF-8"
+    if any(part == ".." for part in key.split("/")):
+        return "'..' segments cannot be used"
+    return None
+
+
+def storage_uri_problem(uri: str) -> str | None:
+    """Why ``storage://name/path`` cannot be used, checked at the edge so the answer names the field."""
+    name, _, path = uri[len("storage://") :].partition("/")
+    if not name:
+        return "the storage URI names no storage"
+    if _BAD_KEY_CHARS.search(unquote(name)):
+        return "control characters cannot be used in a storage name"
+    return key_problem(unquote(path))
+
+
+def check_source(value: str, field: str) -> str:
+    """An input: an http(s) URL, or a storage URI whose path a file system and an object store both accept."""
+    if not value.startswith(("http://", "https://", "storage://")):
+        raise ValueError(f"expected an http(s):// URL or a storage:// URI for `{field}` but received {_clip(value)}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"control characters cannot be used in `{field}`")
+    problem = storage_uri_problem(value) if value.startswith("storage://") else None
+    if problem is not None:
+        raise ValueError(f"{problem} (`{field}`: {_clip(value)})")
+    return value
 
 
 def none_is_absent(data: Any) -> Any:

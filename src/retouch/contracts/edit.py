@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from retouch.contracts.common import Strict
+from retouch.contracts.common import Strict, check_source
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 
@@ -38,9 +38,7 @@ class EditRequest(UploadData):
     @field_validator("input")
     @classmethod
     def _input(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://", "storage://")):
-            raise ValueError(f"expected an http(s):// URL or a storage:// URI for `input` but received {value!r}")
-        return value
+        return check_source(value, "input")
 
 
 class ImageObject(BaseModel):

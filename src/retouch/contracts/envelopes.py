@@ -11,6 +11,11 @@ from retouch.errors import ValidationFailed
 
 __all__ = ["validate", "validation_failed"]
 
+#: An error answer never grows with the request: each message is cut to this many characters (an 800 KB
+#: `padding` used to come back twice in a 1.6 MB body) and at most this many fields are listed.
+MAX_MESSAGE_CHARS = 300
+MAX_FIELDS = 50
+
 
 def _message(error: Any) -> str:
     msg = str(error.get("msg", "invalid value"))
@@ -22,13 +27,18 @@ def _message(error: Any) -> str:
         msg = "unknown field (not part of the contract)"
     elif error.get("type") == "missing":
         msg = "field required"
-    return msg
+    return clip(msg)
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 30] + f"... ({len(text)} characters in all)"
 
 
 def _path(loc: Sequence[Any], prefix: str) -> str:
     parts = [str(p) for p in loc if not str(p).startswith(("function-", "union["))]
     # Skip pydantic's tags for the members of a union (e.g. 'str', 'Compression', 'literal[...]').
-    parts = [p for p in parts if not (p[:1].isupper() or p.startswith("literal[") or p in ("str", "int", "bool"))]
+    tags = ("literal[", "list[", "dict[", "tuple[", "nullable[")
+    parts = [p for p in parts if not (p[:1].isupper() or p.startswith(tags) or p in ("str", "int", "bool", "float"))]
     path = ".".join(parts)
     return ".".join(x for x in (prefix, path) if x) or "body"
 
@@ -36,17 +46,24 @@ def _path(loc: Sequence[Any], prefix: str) -> str:
 def validation_failed(exc: ValidationError | Sequence[Any], prefix: str = "") -> ValidationFailed:
     errors = exc.errors() if isinstance(exc, ValidationError) else exc
     details: dict[str, list[str]] = {}
+    more = 0
     for error in errors:
-        details.setdefault(_path(error.get("loc", ()), prefix), [])
+        path = clip(_path(error.get("loc", ()), prefix), 200)
+        if path not in details and len(details) >= MAX_FIELDS:
+            more += 1
+            continue
+        msgs = details.setdefault(path, [])
         msg = _message(error)
-        if msg not in details[_path(error.get("loc", ()), prefix)]:
-            details[_path(error.get("loc", ()), prefix)].append(msg)
+        if msg not in msgs and len(msgs) < 5:
+            msgs.append(msg)
     # A union field reports one error per member; keep the specific ones (a deeper path under the same field).
     for path in list(details):
         deeper = any(other.startswith(path + ".") for other in details)
         if deeper and len(details[path]) == 1 and details[path][0].startswith(("Input should be a valid", "expected")):
             del details[path]
     message = " ".join(f"{path}: {'; '.join(msgs)}." for path, msgs in details.items())
+    if more:
+        message += f" ... and {more} more errors."
     return ValidationFailed(message, details=details)
 
 

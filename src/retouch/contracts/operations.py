@@ -7,12 +7,29 @@ shape, so the pipeline reads a single form and never re-validates.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from retouch.contracts.common import HEX_COLOR_RE, Group, Strict, none_is_absent, parse_percent
+from retouch.contracts.common import (
+    HEX_COLOR_RE,
+    MAX_PERCENT,
+    MAX_PIXELS,
+    Group,
+    Length,
+    Strict,
+    none_is_absent,
+    parse_length,
+)
 
 __all__ = [
     "Adjustments",
@@ -27,37 +44,66 @@ __all__ = [
     "RemoveOptions",
     "Resizing",
     "Restorations",
+    "Side",
 ]
 
 Category = Literal["general", "products", "cars"]
-_FEATHER_RE = re.compile(r"^[1-9][0-9]+%$|^[0-9]%$")
-_LENGTH_RE = re.compile(r"^(\d+(?:\.\d+)?)(px|%)$")
 
 
 # ----------------------------------------------------------------------------------------- resizing
 
 
-def _parse_dimension(value: Any, field: str) -> int | str:
-    if isinstance(value, bool):
-        raise ValueError(f'expected a whole number of pixels, "auto" or a percentage like "50%" for `{field}`')
+def _parse_dimension(value: Any, field: str) -> Length | None:
+    """A side of ``resizing``: whole pixels, a percentage of the input side, or ``"auto"`` (None)."""
+    expected = f'expected a whole number of pixels, "auto" or a percentage like "50%" for `{field}`'
+    if isinstance(value, bool) or value is None:
+        raise ValueError(expected)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"`{field}` must be at least 1 pixel, received {value}")
-        return value
+        if value > MAX_PIXELS:
+            raise ValueError(f"`{field}` must be at most {MAX_PIXELS} pixels, received {str(value)[:40]}")
+        return Length(value, "px")
     if isinstance(value, str):
         text = value.strip()
         if text == "auto":
-            return "auto"
-        percent = parse_percent(text)
-        if percent is not None:
-            if percent <= 0:
+            return None
+        if text.isascii() and text.isdigit():
+            return _parse_dimension(int(text) if len(text) <= 12 else MAX_PIXELS + 1, field)
+        if text.isascii() and text.endswith("%") and text[:-1].replace(".", "", 1).isdigit():
+            length = parse_length(text, field)
+            if length.amount <= 0:
                 raise ValueError(f"`{field}` must be a positive percentage, received {value!r}")
-            return f"{percent:g}%"
-        if text.isdigit():
-            return _parse_dimension(int(text), field)
-    raise ValueError(
-        f'expected a whole number of pixels, "auto" or a percentage like "50%" for `{field}` but received {value!r}'
-    )
+            return length
+    raise ValueError(f"{expected} but received {value!r}"[:300])
+
+
+def _validate_side(value: Any, info: ValidationInfo) -> Length | None:
+    return _parse_dimension(value, info.field_name or "size")
+
+
+def _side_out(value: Length | None) -> int | str:
+    if value is None:
+        return "auto"
+    return int(value.amount) if value.unit == "px" else str(value)
+
+
+#: A side of ``resizing``: ``None`` is "auto". Parsed once here; the wire form is kept in the OpenAPI document.
+Side = Annotated[
+    Length | None,
+    PlainValidator(_validate_side),
+    PlainSerializer(_side_out),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_PIXELS},
+                {"type": "string", "pattern": r"^(auto|\d+(\.\d+)?%)$"},
+            ]
+        }
+    ),
+]
 
 
 class Fit(Strict):
@@ -89,9 +135,10 @@ class Fit(Strict):
     @field_validator("feathering")
     @classmethod
     def _feathering(cls, value: str) -> str:
-        if not _FEATHER_RE.match(value):
+        length = parse_length(value, "feathering", max_percent=100)
+        if length.unit != "%":
             raise ValueError(f"expected a percentage like '15%' for `feathering` but received {value!r}")
-        return value
+        return str(length)
 
     @field_validator("outpaint_by")
     @classmethod
@@ -99,16 +146,19 @@ class Fit(Strict):
         if value is None:
             return value
         parts = value.split()
-        if not 1 <= len(parts) <= 2 or not all(_LENGTH_RE.match(p) for p in parts):
-            raise ValueError(f"expected one or two px or % values for `outpaint_by` but received {value!r}")
-        return value
+        if not 1 <= len(parts) <= 2:
+            raise ValueError(f"expected one or two px or % values for `outpaint_by` but received {value!r}"[:300])
+        return " ".join(str(parse_length(part, "outpaint_by")) for part in parts)
+
+
+_SIDE_DOC = f'Pixels (1–{MAX_PIXELS}), "auto" or a percentage of the input like "50%" (up to {MAX_PERCENT}%).'
 
 
 class Resizing(Strict):
     """Target size and fit. One side given: the other side keeps the aspect ratio (see docs/operations.md)."""
 
-    width: int | str = Field("auto", description='Pixels, "auto" or a percentage of the input like "50%".')
-    height: int | str = Field("auto", description='Pixels, "auto" or a percentage of the input like "50%".')
+    width: Side = Field(None, description=_SIDE_DOC)
+    height: Side = Field(None, description=_SIDE_DOC)
     fit: Fit = Field(default_factory=Fit, description="crop | cover | bounds | canvas | outpaint, or an object.")
 
     @model_validator(mode="before")
@@ -118,17 +168,12 @@ class Resizing(Strict):
             raise ValueError('`width` and `height` cannot both be "auto"')
         return none_is_absent(data)
 
-    @field_validator("width", "height", mode="before")
-    @classmethod
-    def _dimension(cls, value: Any, info: Any) -> int | str:
-        return _parse_dimension(value, info.field_name)
-
     @model_validator(mode="after")
     def _percent_rules(self) -> Resizing:
         w, h = self.width, self.height
-        w_pct = isinstance(w, str) and w.endswith("%")
-        h_pct = isinstance(h, str) and h.endswith("%")
-        if (w_pct and isinstance(h, int)) or (h_pct and isinstance(w, int)):
+        w_pct = w is not None and w.is_percent
+        h_pct = h is not None and h.is_percent
+        if (w_pct and h is not None and not h_pct) or (h_pct and w is not None and not w_pct):
             raise ValueError('a percentage side must be paired with the same percentage or "auto", not pixels')
         if w_pct and h_pct and w != h:
             raise ValueError("percentage sides must be equal (the image is never stretched)")
@@ -243,37 +288,43 @@ class Background(Strict):
 class Padding(Strict):
     """Padding in CSS order: 1 value = all sides; 2 = vertical horizontal; 4 = top right bottom left."""
 
-    top: str
-    right: str
-    bottom: str
-    left: str
+    top: Length
+    right: Length
+    bottom: Length
+    left: Length
 
     @classmethod
     def parse(cls, value: Any) -> Padding:
         if not isinstance(value, str):
-            raise ValueError(f"expected a string like '10%' or '30px 60px' for `padding` but received {value!r}")
+            raise ValueError(f"expected a string like '10%' or '30px 60px' for `padding` but received {value!r}"[:300])
         parts = value.split()
-        bad = [p for p in parts if not _LENGTH_RE.match(p)]
-        if bad or len(parts) not in (1, 2, 4):
+        if len(parts) not in (1, 2, 4):
             raise ValueError(
                 f"expected 1, 2 or 4 values in px or % (e.g. '10%', '5% 25%', '0px 40px 0px 0px') "
-                f"for `padding` but received {value!r}"
+                f"for `padding` but received {value!r}"[:300]
             )
-        for part in parts:
-            pct = parse_percent(part)
-            if pct is not None and pct >= 50:
-                raise ValueError(f"percentage padding must be below 50% of a side, received {part!r}")
-        if len(parts) == 1:
-            parts = parts * 4
-        elif len(parts) == 2:
-            parts = [parts[0], parts[1], parts[0], parts[1]]
-        return cls(top=parts[0], right=parts[1], bottom=parts[2], left=parts[3])
+        lengths = [parse_length(part, "padding", max_percent=100) for part in parts]
+        for length in lengths:
+            if length.is_percent and length.amount >= 50:
+                raise ValueError(f"percentage padding must be below 50% of a side, received '{length}'")
+        if len(lengths) == 1:
+            lengths = lengths * 4
+        elif len(lengths) == 2:
+            lengths = [lengths[0], lengths[1], lengths[0], lengths[1]]
+        return cls(top=lengths[0], right=lengths[1], bottom=lengths[2], left=lengths[3])
+
+    @model_serializer
+    def _wire_form(self) -> str:
+        return str(self)
 
     def is_zero(self) -> bool:
-        return all(float(_LENGTH_RE.match(p).group(1)) == 0 for p in self.sides())  # type: ignore[union-attr]
+        return all(side.amount == 0 for side in self.sides())
 
-    def sides(self) -> tuple[str, str, str, str]:
+    def sides(self) -> tuple[Length, Length, Length, Length]:
         return (self.top, self.right, self.bottom, self.left)
+
+    def __str__(self) -> str:
+        return " ".join(str(side) for side in self.sides())
 
 
 # ------------------------------------------------------------------------------ privacy, restorations
@@ -322,7 +373,10 @@ class ImageOperations(Group):
     resizing: Resizing | None = Field(None, description="width, height, fit.")
     adjustments: Adjustments | None = Field(None, description="hdr, exposure, saturation, contrast, sharpness.")
     background: Background | None = Field(None, description="remove, blur, color.")
-    padding: Padding | None = Field(None, description="CSS-order padding string, e.g. '10%' or '30px 60px'.")
+    padding: Annotated[
+        Padding | None,
+        WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?(px|%)( \d+(\.\d+)?(px|%)){0,3}$"}),
+    ] = Field(None, description="CSS-order padding string, e.g. '10%' or '30px 60px'; percentages below 50%.")
     privacy: Privacy | None = Field(None, description="blur_car_plate, identity_crop (AI).")
     generative: Generative | None = Field(None, description="style_transfer (AI).")
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from retouch.contracts.common import Lenient, Strict
+from retouch.contracts.common import Lenient, Strict, storage_uri_problem
 
 __all__ = ["FORMAT_EXTENSIONS", "ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions"]
 
@@ -164,5 +164,8 @@ class OutputOptions(Strict):
     @classmethod
     def _destination(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("storage://",)):
-            raise ValueError(f"expected a storage://name/path destination but received {value!r}")
+            raise ValueError(f"expected a storage://name/path destination but received {value!r}"[:300])
+        problem = storage_uri_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(f"{problem} (`destination`: {_show(value)[:200]})")
         return value

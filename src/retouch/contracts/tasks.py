@@ -6,16 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from retouch.contracts.common import Strict
+from retouch.contracts.common import Strict, check_source
 from retouch.contracts.edit import UploadData
 
 __all__ = ["BatchEditRequest", "BatchInput", "WebhookSettings"]
-
-
-def _check_uri(value: str) -> str:
-    if not value.startswith(("http://", "https://", "storage://")):
-        raise ValueError(f"expected an http(s):// URL or a storage:// URI but received {value!r}")
-    return value
 
 
 class BatchInput(Strict):
@@ -25,7 +19,7 @@ class BatchInput(Strict):
     @field_validator("source")
     @classmethod
     def _source(cls, value: str) -> str:
-        return _check_uri(value)
+        return check_source(value, "source")
 
 
 class BatchEditRequest(UploadData):

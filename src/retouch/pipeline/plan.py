@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retouch.contracts.common import parse_percent
+from retouch.contracts.common import Length
 from retouch.contracts.operations import ImageOperations, Padding
 from retouch.errors import InputError, LimitExceeded
 from retouch.settings import Limits
@@ -43,13 +43,8 @@ class Plan:
         return self.canvas != self.content
 
 
-def _side(value: int | str, source: int) -> int | None:
-    if isinstance(value, int):
-        return value
-    pct = parse_percent(value)
-    if pct is None:  # "auto"
-        return None
-    return max(1, round(source * pct / 100))
+def _side(value: Length | None, source: int) -> int | None:
+    return None if value is None else value.pixels(source)  # None: "auto"
 
 
 def _scale(size: tuple[int, int], factor: float) -> tuple[int, int]:
@@ -61,8 +56,7 @@ def _padding_px(padding: Padding, canvas: tuple[int, int]) -> tuple[int, int, in
     out = []
     for index, value in enumerate(padding.sides()):
         along = h if index in (0, 2) else w  # top/bottom are measured on the height, left/right on the width
-        pct = parse_percent(value)
-        out.append(round(along * pct / 100) if pct is not None else round(float(value[:-2])))
+        out.append(value.pixels(along))
     return out[0], out[1], out[2], out[3]
 
 
@@ -103,8 +97,7 @@ def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> 
         inner = (canvas[0] - left - right, canvas[1] - top - bottom)
         if inner[0] < 1 or inner[1] < 1:
             raise InputError(
-                f"padding {' '.join(ops.padding.sides())} leaves no room for the image on a "
-                f"{canvas[0]}x{canvas[1]} output",
+                f"padding {ops.padding} leaves no room for the image on a {canvas[0]}x{canvas[1]} output",
                 details={"operations.padding": ["padding is larger than the output"]},
             )
         # The padding keeps the output size, so the image shrinks to make room (never grows).

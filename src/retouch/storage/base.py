@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol, TypeVar, runtime_checkable
 
+from retouch.contracts.common import key_problem
 from retouch.errors import StorageError
 
 __all__ = [
@@ -96,10 +97,12 @@ def is_image_key(key: str) -> bool:
 
 
 def check_relative(key: str) -> str:
-    """Refuse keys that could escape a root: '..' segments, empty segments are folded."""
+    """Refuse keys that could escape a root ('..') or that a file system or object store refuses (control
+    characters, over-long names: see ``key_problem``); empty segments are folded."""
+    problem = key_problem(key)
+    if problem is not None:
+        raise StorageError(f"The path {key[:200]!r} is not allowed: {problem}.")
     parts = [p for p in key.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise StorageError(f"The path {key!r} is not allowed: '..' segments cannot be used.")
     return "/".join(parts) + ("/" if key.endswith("/") and parts else "")
 
 
