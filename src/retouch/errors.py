@@ -22,6 +22,7 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "OperationUnavailable",
+    "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RetouchError",
@@ -100,6 +101,14 @@ class RateLimited(RetouchError):
         body = super().envelope()
         body.pop("error_details")
         return {"detail": body}
+
+
+class PayloadTooLarge(RetouchError):
+    """A request body over its limit (413), refused before the body is read whole."""
+
+    status = 413
+    code = "4130"
+    error_type = "validation"
 
 
 class NotFound(RetouchError):

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     max_input_bytes: int = 100 * 1024 * 1024
     max_input_megapixels: float = 100.0
     max_output_megapixels: float = 100.0
+    max_json_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Largest JSON body; larger ones get 413 before they are read (uploads: max_input_bytes).",
+    )
+    allow_overwrite_input: bool = Field(
+        False, description="Let a request write its output over one of its own inputs (refused with 422 by default)."
+    )
     item_timeout_seconds: float = 120.0
     tmp_retention_hours: float = 24.0
     workers: int = Field(0, description="Worker processes for image work; 0 = one per core.")

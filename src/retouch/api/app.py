@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retouch import __version__
+from retouch.api.gate import Gate, bearer_key
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
 from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
 from retouch.contracts.envelopes import validation_failed
@@ -38,12 +39,9 @@ def _error_response(exc: RetouchError) -> JSONResponse:
 
 
 def _client_key(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            auth: str = value.decode("latin-1")
-            if auth.lower().startswith("bearer ") and auth[7:].strip():
-                return "key:" + auth[7:].strip()
-            break
+    key = bearer_key(scope)
+    if key is not None:
+        return "key:" + key
     client = scope.get("client")
     return "ip:" + (str(client[0]) if client else "unknown")
 
@@ -124,6 +122,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     if service is not None:
         app.state.service = service
 
+    # Added first, so it runs inside RequestIdAndRateLimit: its 401 and 413 answers carry the usual headers.
+    app.add_middleware(Gate, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(RequestIdAndRateLimit, limiter=limiter)
 
     @app.exception_handler(RetouchError)
