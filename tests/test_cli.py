@@ -67,6 +67,18 @@ def test_edit_bad_input_exit_code_and_message(tmp_path: Path) -> None:
     assert done.returncode == 2 and "operations.padding" in done.stderr
 
 
+def test_edit_refuses_jpegs_that_lose_pixels(tmp_path: Path) -> None:
+    out = tmp_path / "x.jpg"
+    bad = FIXTURES / "jpeg_defects" / "bad" / "cut_mid_scan_with_eoi.jpg"
+    done = retouch("edit", str(bad), "-o", str(out), "--ops", '{"resizing": {"width": 100}}', home=tmp_path)
+    assert done.returncode == 2 and "premature end of data segment" in done.stderr
+    assert not out.exists()
+    benign = FIXTURES / "jpeg_defects" / "benign" / "extraneous_bytes_before_dht.jpg"
+    done = retouch("edit", str(benign), "-o", str(out), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert pyvips.Image.new_from_file(str(out)).width == 451
+
+
 def test_keys_create_prints_key_last_and_stores_hash(tmp_path: Path) -> None:
     done = retouch("keys", "create", "--account", "acme", "--scopes", "image_editing", home=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +12,10 @@ import pyvips
 
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
-from retouch.errors import ImageError
 from retouch.pipeline.background import fill_color
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import encode
-from retouch.pipeline.load import FORMATS, SourceInfo, probe
+from retouch.pipeline.load import SourceInfo, corrupt, is_decode_error, loses_pixels, probe
 from retouch.pipeline.plan import Plan, make_plan
 from retouch.pipeline.resize import scale_and_fit
 from retouch.pipeline.source import needs_source_stage, prepare_source
@@ -22,6 +23,8 @@ from retouch.pipeline.steps import STEPS
 from retouch.settings import Limits
 
 __all__ = ["Encoded", "configure_vips", "run"]
+
+log = logging.getLogger("retouch.pipeline")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,33 @@ def run(
 ) -> Encoded:
     """Run one edit. Raises :class:`retouch.errors.InputError` subclasses for bad input and limits."""
     info = probe(data, limits)
+    try:
+        return _edit(data, info, operations, output, limits, profile_dir)
+    except pyvips.Error as exc:
+        if not is_decode_error(exc):
+            raise  # a fault of ours, not of the input: logged as an internal error, never blamed on the user
+        if not info.strict or loses_pixels(exc):
+            raise corrupt(info.ext, exc) from None
+        log.info("benign decoder warning, decoding leniently: %s", str(exc).strip().splitlines()[-1:])
+    # A benign JPEG warning stopped the strict decode: every pixel is there, so run again without it. Rare
+    # (a few camera and editor files), so the second run costs nothing in the common case.
+    lenient = dataclasses.replace(info, strict=False)
+    try:
+        return _edit(data, lenient, operations, output, limits, profile_dir)
+    except pyvips.Error as exc:
+        if not is_decode_error(exc):
+            raise
+        raise corrupt(info.ext, exc) from None
+
+
+def _edit(
+    data: bytes,
+    info: SourceInfo,
+    operations: ImageOperations,
+    output: OutputOptions,
+    limits: Limits,
+    profile_dir: Path | None,
+) -> Encoded:
     source = prepare_source(data, info, operations) if needs_source_stage(data, operations) else None
     size = (source.width, source.height) if source is not None else info.size
     plan: Plan = make_plan(size, operations, limits)
@@ -62,12 +92,6 @@ def run(
     image = scale_and_fit(data, info, plan, operations, source)
     for step in STEPS:
         image = step(image, edit)
-    try:
-        encoded = encode(image, spec, output.metadata, profile_dir)
-    except pyvips.Error as exc:
-        # Decoding is lazy: a corrupt body surfaces only when the encoder pulls the pixels.
-        reason = next((ln for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc)).strip()
-        raise ImageError(
-            f"The input {FORMATS[info.ext][0]} image could not be decoded (truncated or corrupt): {reason}"
-        ) from None
+    # Decoding is lazy: a corrupt body surfaces when a step or the encoder pulls the pixels (pyvips.Error).
+    encoded = encode(image, spec, output.metadata, profile_dir)
     return Encoded(encoded, info, spec.format, image.width, image.height, info.pages - 1)

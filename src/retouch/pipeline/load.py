@@ -9,6 +9,7 @@ sub-resolution loads, the largest single speed and memory lever).
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import pyvips
@@ -17,7 +18,7 @@ from retouch.errors import ImageError, LimitExceeded
 from retouch.pipeline.plan import Plan
 from retouch.settings import Limits
 
-__all__ = ["FORMATS", "SourceInfo", "decode", "probe", "sniff"]
+__all__ = ["FORMATS", "SourceInfo", "corrupt", "decode", "is_decode_error", "loses_pixels", "probe", "sniff"]
 
 #: ext (DECISIONS.md) -> (FORMAT, mime)
 FORMATS: dict[str, tuple[str, str]] = {
@@ -69,6 +70,11 @@ class SourceInfo:
     height: int
     pages: int
     alpha: bool
+    #: Decode JPEGs with libvips' fail_on=warning. libjpeg only *warns* when scan data is missing (a file cut
+    #: mid-scan with an end marker appended, a header that claims more rows than the data holds) and fills the
+    #: rest with grey; fail_on=truncated lets that through. The strict decode stops at the first warning; a
+    #: warning that loses no pixels (see ``loses_pixels``) makes the pipeline run again with strict=False.
+    strict: bool = True
 
     @property
     def size(self) -> tuple[int, int]:
@@ -81,13 +87,50 @@ def _source(data: bytes) -> pyvips.Source:
     return pyvips.Source.new_from_memory(data)
 
 
-def _corrupt(ext: str, exc: Exception) -> ImageError:
-    reason = str(exc).strip().splitlines()
-    detail = (
-        next((ln for ln in reason if ln and "load_buffer" not in ln and "load_source" not in ln), "")
-        or "unreadable data"
-    )
-    return ImageError(f"The input {FORMATS[ext][0]} image could not be decoded (truncated or corrupt): {detail}")
+#: libjpeg's warnings that mean pixels were not in the file: what follows them is grey or garbage. Every other
+#: warning (extraneous bytes before a marker, an unknown JFIF revision, odd SOS parameters for a sequential
+#: file, a bad ICC marker: what cameras and editors write) leaves every pixel decoded.
+_LOST_PIXELS = (
+    "premature end of data segment",  # JWRN_HIT_MARKER: a marker inside the scan, the rest of it missing
+    "premature end of jpeg",  # JWRN_JPEG_EOF / libvips: the file ends before the image does
+    "bad huffman code",  # JWRN_HUFF_BAD_CODE
+    "bad arithmetic code",  # JWRN_ARITH_BAD_CODE
+    "instead of rst",  # JWRN_MUST_RESYNC: restart markers out of order, a stretch of rows lost
+    "truncated",
+)
+
+
+def _reason(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines()]
+    skip = ("load_buffer", "load_source", "unable to call", "load error", "error in tile", "read gave")
+    detail = next((ln for ln in lines if ln and not any(s in ln for s in skip)), "") or "unreadable data"
+    for prefix in ("VipsJpeg: ", "VipsForeignLoad"):
+        if detail.startswith(prefix):
+            detail = detail[len(prefix) :]
+    return detail
+
+
+_LOADER_WORDS = re.compile(r"load|jpeg|png|webp|tiff|gif|heif|avif|read|decode|premature|corrupt|truncat", re.I)
+
+
+def is_decode_error(exc: Exception) -> bool:
+    """Whether a libvips error came from reading the input (a loader), not from an operation of ours."""
+    return bool(_LOADER_WORDS.search(str(exc)))
+
+
+def loses_pixels(exc: Exception) -> bool:
+    """Whether a decode failure means missing or garbled image data (as opposed to a benign warning)."""
+    text = str(exc).lower()
+    return "vipsjpeg" not in text or any(marker in text for marker in _LOST_PIXELS)
+
+
+def corrupt(ext: str, exc: Exception) -> ImageError:
+    """The answer for an input whose pixels cannot all be decoded, naming the defect."""
+    return ImageError(f"The input {FORMATS[ext][0]} image could not be decoded (truncated or corrupt): {_reason(exc)}")
+
+
+def _fail_on(info: SourceInfo) -> str:
+    return "warning" if info.strict and info.ext == "jpeg" else "truncated"
 
 
 def probe(data: bytes, limits: Limits) -> SourceInfo:
@@ -117,7 +160,7 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
             orientation = header.get("orientation") if header.get_typeof("orientation") else 1
             alpha = header.hasalpha()
         except pyvips.Error as exc:
-            raise _corrupt(ext, exc) from None
+            raise corrupt(ext, exc) from None
     # All frames count toward the limit: a 1000-frame GIF costs what its frames cost.
     mps = width * height * max(1, pages) / 1e6
     if mps > limits.max_input_megapixels:
@@ -132,43 +175,40 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
 
 
 def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
-    """Decode the first frame, upright, at ``plan.scaled`` (cut to ``plan.fitted`` when the fit crops)."""
-    try:
-        if info.ext in _PILLOW_FORMATS:
-            image = _pillow_decode(data)
-            if not plan.resizes and plan.crop is None:
-                return image
-            return image.thumbnail_image(
-                plan.fitted[0],
-                height=plan.fitted[1],
-                size="force" if plan.crop is None else "both",
-                crop=plan.crop or "none",
-            )
+    """Decode the first frame, upright, at ``plan.scaled`` (cut to ``plan.fitted`` when the fit crops).
+
+    Raises ``pyvips.Error`` for undecodable data, here or (decoding is lazy) when the pixels are pulled:
+    ``pipeline.run`` turns it into the answer, with a lenient second run for benign JPEG warnings."""
+    if info.ext in _PILLOW_FORMATS:
+        image = _pillow_decode(data)
         if not plan.resizes and plan.crop is None:
-            # fail_on=truncated: a truncated file is an error, not an image with a grey bottom half.
-            image = pyvips.Image.new_from_source(_source(data), "", access="sequential", fail_on="truncated")
-            return image.autorot()
-        if plan.crop is not None:
-            width, height = plan.fitted
-            return pyvips.Image.thumbnail_source(
-                _source(data), width, height=height, crop=plan.crop, option_string="fail_on=truncated"
-            )
-        width, height = plan.scaled
-        return pyvips.Image.thumbnail_source(
-            _source(data), width, height=height, size="force", option_string="fail_on=truncated"
+            return image
+        return image.thumbnail_image(
+            plan.fitted[0],
+            height=plan.fitted[1],
+            size="force" if plan.crop is None else "both",
+            crop=plan.crop or "none",
         )
-    except pyvips.Error as exc:
-        raise _corrupt(info.ext, exc) from None
+    fail_on = _fail_on(info)
+    if not plan.resizes and plan.crop is None:
+        image = pyvips.Image.new_from_source(_source(data), "", access="sequential", fail_on=fail_on)
+        return image.autorot()
+    if plan.crop is not None:
+        width, height = plan.fitted
+        return pyvips.Image.thumbnail_source(
+            _source(data), width, height=height, crop=plan.crop, option_string=f"fail_on={fail_on}"
+        )
+    width, height = plan.scaled
+    return pyvips.Image.thumbnail_source(
+        _source(data), width, height=height, size="force", option_string=f"fail_on={fail_on}"
+    )
 
 
 def decode_upright(data: bytes, info: SourceInfo) -> pyvips.Image:
-    """The first frame at full size, EXIF orientation applied (for the source stage)."""
-    try:
-        if info.ext in _PILLOW_FORMATS:
-            return _pillow_decode(data)
-        return pyvips.Image.new_from_source(_source(data), "", fail_on="truncated").autorot()
-    except pyvips.Error as exc:
-        raise _corrupt(info.ext, exc) from None
+    """The first frame at full size, EXIF orientation applied (for the source stage). Errors as ``decode``."""
+    if info.ext in _PILLOW_FORMATS:
+        return _pillow_decode(data)
+    return pyvips.Image.new_from_source(_source(data), "", fail_on=_fail_on(info)).autorot()
 
 
 def _pillow_open(data: bytes):  # type: ignore[no-untyped-def]
