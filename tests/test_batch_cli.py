@@ -78,3 +78,16 @@ def test_batch_usage_errors(tmp_path: Path) -> None:
         "batch", str(tmp_path / "in"), str(tmp_path / "out"), "--ops", '{"resizing": {"width": "x"}}', home=tmp_path
     )
     assert bad_ops.returncode == 2 and "operations.resizing.width" in bad_ops.stderr
+
+
+def test_batch_output_inside_input_and_over_input(tmp_path: Path) -> None:
+    _tree(tmp_path / "in")
+    args = ("batch", str(tmp_path / "in"), str(tmp_path / "in" / "small"), "--recursive", "--ops")
+    first = retouch(*args, '{"resizing": {"width": 32}}', home=tmp_path)
+    again = retouch(*args, '{"resizing": {"width": 32}}', home=tmp_path)  # earlier outputs are not inputs
+    assert first.returncode == 0 and again.returncode == 0, again.stderr
+    assert files(tmp_path / "in" / "small") == ["a.jpg", "b.jpg", "sub/c.JPG", "sub/deeper/d.jpg"]
+    before = (tmp_path / "in" / "a.jpg").read_bytes()
+    over = retouch("batch", str(tmp_path / "in"), str(tmp_path / "in"), home=tmp_path)
+    assert over.returncode == 1 and "would overwrite the input" in over.stderr
+    assert (tmp_path / "in" / "a.jpg").read_bytes() == before

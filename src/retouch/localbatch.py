@@ -54,14 +54,25 @@ def edit_file(source: str, target: str, request: UploadData, limits: Limits) -> 
     return result.width, result.height
 
 
+def _relative_inside(outer: Path, inner: Path) -> str | None:
+    """``inner`` as a key prefix under ``outer`` ("" = the same folder: nothing is skipped), or None."""
+    outer, inner = outer.resolve(), inner.resolve()
+    if inner == outer or outer not in inner.parents:
+        return None
+    return inner.relative_to(outer).as_posix() + "/"
+
+
 def plan_batch(in_dir: Path, out_dir: Path, recursive: bool, out_format: str) -> Iterator[tuple[Path, Path]]:
     """(input, output) pairs in listing order; sub-paths kept; output names unique."""
     from retouch.service import output_name
 
     taken: set[str] = set()
+    inside = _relative_inside(in_dir, out_dir)
     for info in LocalConnector("input", in_dir).list("", recursive):
         if not is_image_key(info.key):
             continue
+        if inside is not None and (info.key + "/").startswith(inside):
+            continue  # an output folder inside the input folder: earlier outputs are not inputs
         rel = PurePosixPath(info.key)
         name = output_name(rel.name, guess_ext(rel.name), out_format)
         target = str(rel.parent / name) if str(rel.parent) != "." else name
@@ -96,6 +107,10 @@ def run_local_batch(
         for source, target in pairs:
             if resume and target.exists():
                 report.skipped += 1
+                continue
+            if target.resolve() == source.resolve():
+                report.failed += 1
+                report.failures.append((str(source), "the output would overwrite the input; choose another OUT_DIR"))
                 continue
             future = pool.submit(edit_file, str(source), str(target), request, limits)
             pending.append((source, future))

@@ -26,13 +26,13 @@ from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.database import Account, check_schema, make_engine
-from retouch.errors import LimitExceeded, OperationUnavailable, RetouchError, StorageError
+from retouch.errors import InputError, LimitExceeded, OperationUnavailable, RetouchError, StorageError
 from retouch.executors.base import Executor
 from retouch.executors.local import LocalExecutor
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.handoff import Handoff
 from retouch.jobs.janitor import Janitor
-from retouch.jobs.listing import expand, guess_ext
+from retouch.jobs.listing import expand, guess_ext, relative_inside
 from retouch.jobs.models import Task
 from retouch.jobs.runner import drain_commits, init_worker, read_ahead
 from retouch.jobs.store import ItemSpec, TaskStore
@@ -204,13 +204,15 @@ class Service:
 
     def first_start(self) -> str | None:
         """On an empty database: account `default`, its key (returned, and saved with mode 0600 under
-        RETOUCH_HOME so it is not lost with the terminal) and `storage://local/` on RETOUCH_HOME/storage."""
+        RETOUCH_HOME so it is not lost with the terminal) and `storage://local/` on RETOUCH_HOME/storage/default."""
         if self.keys.count():
             return None
         key = self.keys.create("default")
         principal = self.keys.authenticate(key)
         assert principal is not None
-        folder = self.settings.storage_roots[0]
+        # A folder of its own under the root, not the root itself: other accounts' local storages go beside it
+        # (a storage may not hold another account's folder; see StorageCatalog._check_own_folder).
+        folder = self.settings.storage_roots[0] / "default"
         folder.mkdir(parents=True, exist_ok=True)
         spec = StorageIn.model_validate({"name": "local", "type": "local", "parameters": {"path": str(folder)}})
         self.storages.create(principal.account_id, spec)
@@ -304,9 +306,10 @@ class Service:
         return data, uri.path.rsplit("/", 1)[-1]
 
     def write_output_sync(
-        self, account_id: int, destination: str | None, name: str, data: bytes, out_format: str
+        self, account_id: int, destination: str | None, name: str, data: bytes, out_format: str, source: str | None
     ) -> dict[str, Any]:
-        """Write a result; returns the output-location fields of the response."""
+        """Write a result; returns the output-location fields of the response. ``source`` is the request's
+        input: an output that would land on it is refused unless RETOUCH_ALLOW_OVERWRITE_INPUT is set."""
         if destination is None:
             return {"tmp_url": self.tmp.put(PurePosixPath(name).name, data)}
         uri = parse_storage_uri(destination)
@@ -314,6 +317,15 @@ class Service:
         if connector.read_only:
             raise StorageError(f"Cannot write to {destination}: {connector.kind} storages are read-only.")
         key = uri.path + name if uri.is_folder else uri.path
+        if source is not None and source.startswith("storage://") and not self.settings.allow_overwrite_input:
+            source_uri = parse_storage_uri(source)
+            source_connector = self.storages.connector(account_id, source_uri.name)
+            if source_connector.locate(source_uri.path)[2] == connector.locate(key)[2]:
+                raise InputError(
+                    f"The output storage://{uri.name}/{key} would overwrite the input {source}. Write to another "
+                    "path; the operator can allow it with RETOUCH_ALLOW_OVERWRITE_INPUT=true.",
+                    details={"output.destination": ["the same file as the input"]},
+                )
         retry(lambda: connector.write(key, data, FORMATS[out_format][1]))
         bucket, object_key, object_uri = connector.locate(key)
         return {
@@ -380,7 +392,7 @@ class Service:
             data, name = self.read_input_sync(account_id, source)
         result = edit_bytes(data, ops, output, self.limits)
         out_name = output_name(name, result.source.ext, result.format)
-        where = self.write_output_sync(account_id, output.destination, out_name, result.data, result.format)
+        where = self.write_output_sync(account_id, output.destination, out_name, result.data, result.format, source)
         out = image_object(result.format, result.width, result.height) | {
             k: v for k, v in where.items() if v is not None
         }
@@ -410,13 +422,24 @@ class Service:
 
     def submit_batch(self, account_id: int, request: BatchEditRequest, raw: dict[str, Any]) -> dict[str, Any]:
         check_available(request.operations)
+        destination = None
         if request.output.destination is not None:
             dest = parse_storage_uri(request.output.destination)
-            if self.storages.connector(account_id, dest.name).read_only:
+            destination = (self.storages.connector(account_id, dest.name), dest.path)
+            if destination[0].read_only:
                 raise StorageError(f"Cannot write to {request.output.destination}: the storage is read-only.")
         for source in request.sources():
             if source.source.startswith("storage://"):
-                self.storages.connector(account_id, parse_storage_uri(source.source).name)
+                uri = parse_storage_uri(source.source)
+                connector = self.storages.connector(account_id, uri.name)
+                same = destination is not None and relative_inside((connector, uri.path), destination) == ""
+                if same and uri.is_folder and not self.settings.allow_overwrite_input:
+                    raise InputError(
+                        f"The destination {request.output.destination} is the input folder {source.source}: the "
+                        "outputs would be written among (and over) the inputs. Write to another folder, e.g. a "
+                        "sub-folder; the operator can allow it with RETOUCH_ALLOW_OVERWRITE_INPUT=true.",
+                        details={"output.destination": ["the same folder as an input"]},
+                    )
         task = self.tasks.create(account_id, "batch", raw)
         # Listing happens in the background: a folder of 100,000 objects must not hold up the answer.
         self._listers.submit(self._list_task, task.id)
@@ -435,11 +458,17 @@ class Service:
             fmt = request.output.format.type
             queue = queue_for(request.operations)
             problems: list[str] = []
+            dest = request.output.destination
+            destination = None
+            if dest is not None:
+                dest_uri = parse_storage_uri(dest)
+                destination = (self.storages.connector(account_id, dest_uri.name), dest_uri.path)
             specs = expand(
                 request.sources(),
                 lambda name: self.storages.connector(account_id, name),
                 lambda name, ext: output_name(name, ext, fmt),
                 problems,
+                destination,
             )
             chunk: list[ItemSpec] = []
             seq = 0

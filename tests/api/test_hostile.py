@@ -4,7 +4,8 @@
 2. huge integers are a 422 naming the field, on every route;
 3. control characters in storage keys are a 422 naming the field;
 4. JPEGs that lose pixels are a 422 naming the defect (sync, upload, batch items), benign warnings decode;
-5. percentages are parsed once: out of range is a 422, a tiny one gives at least 1 px.
+5. percentages are parsed once: out of range is a 422, a tiny one gives at least 1 px;
+7. local storage folders belong to one account; a request never reads its own outputs or overwrites its inputs.
 """
 
 from __future__ import annotations
@@ -319,3 +320,154 @@ def test_fractional_percentages_keep_their_precision(app: LiveApp) -> None:
         )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["output"]["width"] == 75  # 600 x 12.5 %
+
+
+# ------------------------------------------------------------------------------- 7. local folders
+
+
+def _local(client: Any, name: str, path: Path) -> Any:
+    return client.post("/v1/storage/storages", json={"name": name, "type": "local", "parameters": {"path": str(path)}})
+
+
+def test_a_local_folder_belongs_to_one_account(app: LiveApp) -> None:
+    root = app.settings.storage_roots[0]
+    victim_folder = root / "victim"
+    (victim_folder / "private").mkdir(parents=True, exist_ok=True)
+    (victim_folder / "private" / "secret.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+    victim, thief = app.create_key("victim-co"), app.create_key("thief-co")
+    with app.client(victim) as client:
+        assert _local(client, "mine", victim_folder).status_code == 200
+        assert _local(client, "again", victim_folder / "private").status_code == 200  # one's own: fine
+    with app.client(thief) as client:
+        for name, path in (("same", victim_folder), ("inside", victim_folder / "private"), ("around", root)):
+            response = _local(client, name, path)
+            assert response.status_code == 409, (name, response.text)
+            _envelope(response.json())
+            assert "another account" in response.json()["error_message"]
+        own = _local(client, "own", root / "thief")
+        assert own.status_code == 200, own.text
+        # ... and it cannot be moved onto the victim's folder afterwards
+        moved = client.patch(
+            f"/v1/storage/storages/{own.json()['data']['id']}", json={"parameters": {"path": str(victim_folder)}}
+        )
+        assert moved.status_code == 409, moved.text
+        read = client.post("/v1/image/edit", json={"input": "storage://own/../victim/private/secret.jpg"})
+        assert read.status_code == 422
+
+
+def test_an_overlapping_folder_is_refused_on_use_too(app: LiveApp) -> None:
+    """A row made before the rule existed (or by two accounts racing) is refused when it is used."""
+    from sqlalchemy.orm import Session
+
+    from retouch.database import StorageRow
+
+    root = app.settings.storage_roots[0]
+    (root / "shared").mkdir(exist_ok=True)
+    (root / "shared" / "a.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+    first, second = app.create_key("first-co"), app.create_key("second-co")
+    with app.client(first) as client:
+        assert _local(client, "data", root / "shared").status_code == 200
+    second_id = app.service.keys.authenticate(second).account_id
+    with Session(app.service.engine) as session, session.begin():
+        session.add(
+            StorageRow(account_id=second_id, name="old", type="local", parameters={"path": str(root / "shared")})
+        )
+    with app.client(second) as client:
+        response = client.post("/v1/image/edit", json={"input": "storage://old/a.jpg"})
+    assert response.status_code == 409, response.text
+    assert "another account" in response.json()["error_message"]
+
+
+def _wait(client: Any, task: Any) -> dict[str, Any]:
+    assert task.status_code == 200, task.text
+    url = f"/v1/image/edit/batch/{task.json()['data']['id']}"
+    deadline = time.monotonic() + 60
+    while (data := client.get(url).json()["data"])["status"] not in ("DONE", "ERROR"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    result: dict[str, Any] = data
+    return result
+
+
+def test_a_batch_never_lists_its_own_outputs(app: LiveApp) -> None:
+    folder = app.settings.storage_roots[0] / "local" / "album"
+    (folder / "sub").mkdir(parents=True, exist_ok=True)
+    for name in ("a.png", "b.png", "sub/c.png"):
+        (folder / name).write_bytes(fixture_bytes("photo.png"))
+    body = {
+        "input": {"source": "storage://local/album/", "recursive": True},
+        "operations": {"resizing": {"width": 50}},
+        "output": {"destination": "storage://local/album/small/", "format": "png"},
+    }
+    with app.client() as client:
+        first = _wait(client, client.post("/v1/image/edit/batch", json=body))
+        again = _wait(client, client.post("/v1/image/edit/batch", json=body))  # the outputs now exist
+    for data in (first, again):
+        assert data["status"] == "DONE", data
+        assert sorted(r["output_object"]["object_key"] for r in data["results"]) == [
+            "album/small/a.png",
+            "album/small/b.png",
+            "album/small/sub/c.png",
+        ]
+    assert not (folder / "small" / "small").exists()
+
+
+def test_outputs_never_overwrite_inputs(app: LiveApp) -> None:
+    folder = app.settings.storage_roots[0] / "local" / "originals"
+    folder.mkdir(parents=True, exist_ok=True)
+    original = fixture_bytes("coffee.jpg")
+    (folder / "a.jpg").write_bytes(original)
+    with app.client() as client:
+        sync = client.post(
+            "/v1/image/edit",
+            json={
+                "input": "storage://local/originals/a.jpg",
+                "operations": {"resizing": {"width": 10}},
+                "output": "storage://local/originals/a.jpg",
+            },
+        )
+        into_folder = client.post(
+            "/v1/image/edit",
+            json={"input": "storage://local/originals/a.jpg", "output": "storage://local/originals/"},
+        )
+        batch = client.post(
+            "/v1/image/edit/batch", json={"input": "storage://local/originals/", "output": "storage://local/originals/"}
+        )
+        listed = client.post(  # a list of files: checked per item
+            "/v1/image/edit/batch",
+            json={"input": ["storage://local/originals/a.jpg"], "output": "storage://local/originals/"},
+        )
+        listed_data = _wait(client, listed)
+        converted = client.post(  # another format beside the input overwrites nothing: allowed
+            "/v1/image/edit",
+            json={
+                "input": "storage://local/originals/a.jpg",
+                "output": {"destination": "storage://local/originals/", "format": "png"},
+            },
+        )
+    for response in (sync, into_folder, batch):
+        assert response.status_code == 422, response.text
+        assert "RETOUCH_ALLOW_OVERWRITE_INPUT" in response.json()["error_message"]
+    assert listed_data["status"] == "ERROR" and "would overwrite the input" in listed_data["errors"][0]["error"]
+    assert converted.status_code == 200, converted.text
+    assert (folder / "a.jpg").read_bytes() == original
+
+
+def test_the_operator_may_allow_overwriting_inputs(tmp_path: Path) -> None:
+    live = LiveApp(make_settings(tmp_path, allow_overwrite_input=True, workers=1))
+    try:
+        folder = live.add_local_storage("local")
+        (folder / "a.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+        with live.client() as client:
+            response = client.post(
+                "/v1/image/edit",
+                json={
+                    "input": "storage://local/a.jpg",
+                    "operations": {"resizing": {"width": 10}},
+                    "output": "storage://local/a.jpg",
+                },
+            )
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["output"]["width"] == 10
+    finally:
+        live.close()

@@ -125,7 +125,7 @@ def test_first_start_creates_local_storage(tmp_path: Path) -> None:
         assert principal is not None
         storages = service.storages.list(principal.account_id)
         assert [(s["name"], s["type"], s["parameters"]["path"]) for s in storages] == [
-            ("local", "local", str((tmp_path / "storage").resolve()))
+            ("local", "local", str((tmp_path / "storage" / "default").resolve()))
         ]
     finally:
         service.close()

@@ -12,7 +12,7 @@ from retouch.jobs.store import ItemSpec
 from retouch.storage.base import IMAGE_SUFFIXES, Connector, is_image_key
 from retouch.storage.registry import StorageURI, parse_storage_uri
 
-__all__ = ["EmptyBatch", "expand", "guess_ext"]
+__all__ = ["EmptyBatch", "expand", "guess_ext", "relative_inside"]
 
 _EXT_BY_SUFFIX = {
     ".jpg": "jpeg",
@@ -46,15 +46,25 @@ def _is_folder(uri: StorageURI) -> bool:
     return uri.is_folder or PurePosixPath(uri.path).suffix.lower() not in IMAGE_SUFFIXES
 
 
+def relative_inside(outer: tuple[Connector, str], inner: tuple[Connector, str]) -> str | None:
+    """Where the folder ``inner`` lies inside the folder ``outer``, as a key prefix ("" = the same folder), or
+    None. Compared by physical location (bucket and key, resolved path), so two storages on one folder match."""
+    base = outer[0].locate(outer[1])[2].rstrip("/") + "/"
+    target = inner[0].locate(inner[1])[2].rstrip("/") + "/"
+    return target[len(base) :] if target.startswith(base) else None
+
+
 def expand(
     sources: list[BatchInput],
     connector_for: Callable[[str], Connector],
     name_for: Callable[[str, str], str],
     problems: list[str],
+    destination: tuple[Connector, str] | None = None,
 ) -> Iterator[ItemSpec]:
     """Items in listing order. ``name_for(input_name, input_ext)`` gives the output file name.
     A folder with no image is appended to ``problems`` (the batch ends in ERROR, the other inputs
-    still run); when no input yields anything, :class:`EmptyBatch` is raised."""
+    still run); when no input yields anything, :class:`EmptyBatch` is raised. Nothing under
+    ``destination`` (connector, folder) is listed: a batch never takes its own outputs as inputs."""
     found = 0
     empty_folders: list[str] = []
     for source in sources:
@@ -71,11 +81,15 @@ def expand(
             continue
         folder = uri.path if uri.path.endswith("/") or not uri.path else uri.path + "/"
         connector = connector_for(uri.name)
+        # The listing is lazy and runs while items are written: outputs under the input folder would come back.
+        outputs = relative_inside((connector, folder), destination) if destination is not None else None
         count = 0
         for info in connector.list(folder, source.recursive):
             if not is_image_key(info.key):
                 continue
             relative = info.key[len(folder) :] if info.key.startswith(folder) else info.key
+            if outputs and relative.startswith(outputs):
+                continue
             parent = str(PurePosixPath(relative).parent)
             name = PurePosixPath(relative).name
             out = name_for(name, guess_ext(name))

@@ -115,7 +115,7 @@ def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
         source_object = image_object(result.source.ext, result.source.width, result.source.height)
         try:
             where = service.write_output_sync(
-                work.account_id, request.output.destination, work.output_rel, result.data, result.format
+                work.account_id, request.output.destination, work.output_rel, result.data, result.format, work.source
             )
             output = image_object(result.format, result.width, result.height) | {
                 k: v for k, v in where.items() if v is not None

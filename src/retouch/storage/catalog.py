@@ -86,6 +86,7 @@ class StorageCatalog:
     def create(self, account_id: int, spec: StorageIn) -> dict[str, Any]:
         public, secrets = _split(spec.parameters)
         self._check_usable(spec.name, spec.type, public, secrets)
+        self._check_own_folder(account_id, spec.type, public)
         row = StorageRow(
             account_id=account_id,
             name=spec.name,
@@ -127,6 +128,7 @@ class StorageCatalog:
                 public, sealed = _split(params)
                 name = patch.get("name") or row.name
                 self._check_usable(name, kind, public, sealed)
+                self._check_own_folder(account_id, kind, public)
                 row.name, row.type, row.parameters = name, kind, public
                 row.sealed = self._box.seal(sealed) if sealed else None
                 session.flush()
@@ -145,6 +147,27 @@ class StorageCatalog:
     def _check_usable(self, name: str, kind: str, public: dict[str, Any], secrets: dict[str, Any]) -> None:
         # Building the connector checks what can be checked offline (local roots, libraries present).
         build_connector(name, kind, public, secrets, fetch_policy=self._fetch_policy, local_roots=self._roots)
+
+    def _check_own_folder(self, account_id: int, kind: str, public: dict[str, Any]) -> None:
+        """A local storage's folder may not be, hold or lie inside a local storage folder of another account:
+        local folders have no credentials, so the folder itself is what separates accounts. Checked when a
+        storage is created or changed, and again each time a connector is built (``_lookup``), so rows made
+        before this rule, or two accounts racing for one folder, never give one account the other's files."""
+        if kind != "local":
+            return
+        folder = Path(public.get("path") or "/").resolve()
+        with Session(self._engine) as session:
+            others = session.scalars(
+                select(StorageRow.parameters).where(StorageRow.type == "local", StorageRow.account_id != account_id)
+            ).all()
+        for parameters in others:
+            other = Path(parameters.get("path") or "/").resolve()
+            if folder == other or other in folder.parents or folder in other.parents:
+                raise ConflictError(
+                    f"The folder {public.get('path')} overlaps the local storage folder of another account: "
+                    "each account needs a folder of its own (e.g. one folder per account under "
+                    "RETOUCH_LOCAL_STORAGE_ROOTS)."
+                )
 
     def _forget(self, account_id: int) -> None:
         with self._lock:
@@ -175,6 +198,7 @@ class StorageCatalog:
             if row is None:
                 raise StorageError(f"No storage named {name!r}: create it with POST /v1/storage/storages first.")
             stamp, kind, params, sealed = row.updated_at, row.type, dict(row.parameters), row.sealed
+        self._check_own_folder(account_id, kind, params)
         with self._lock:
             hit = self._cache.get((account_id, name))
             if hit is not None and hit[0] == stamp:
