@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import BinaryIO
@@ -35,18 +36,37 @@ SPARE_BYTES = 32 * 1024 * 1024
 
 
 class Handoff:
-    """Used from the event loop's thread only (the upload parser and the route), so no lock."""
+    """Used from the event loop (uploads, sync downloads) and the download threads (batch items)."""
 
     def __init__(self) -> None:
         where = _RAM if _RAM.is_dir() and os.access(_RAM, os.W_OK) else None
         self.folder = Path(tempfile.mkdtemp(prefix="retouch-handoff-", dir=where))
         self._spare: list[Path] = []
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> Path | None:
+        """``data`` in a handoff file (None when the folder is unusable: send the bytes instead)."""
+        created = self.create()
+        if created is None:
+            return None
+        path, handle = created
+        try:
+            handle.write(data)
+        except OSError:  # full
+            handle.close()
+            self.release(path, reuse=False)
+            return None
+        self.seal(handle)
+        return path
 
     def create(self) -> tuple[Path, BinaryIO] | None:
         """A file open for writing from its start - a spare one if there is one, else a new one - or
         None when the folder is unusable (removed, full). Close it with :meth:`seal`."""
-        while self._spare:
-            path = self._spare.pop()
+        while True:
+            with self._lock:
+                if not self._spare:
+                    break
+                path = self._spare.pop()
             try:
                 return path, path.open("r+b")
             except OSError:  # removed under us: take another
@@ -78,9 +98,10 @@ class Handoff:
                 size = path.stat().st_size
             except OSError:
                 return
-            if size <= SPARE_BYTES:
-                self._spare.append(path)
-                return
+            with self._lock:
+                if size <= SPARE_BYTES and len(self._spare) < SPARE_FILES:
+                    self._spare.append(path)
+                    return
         path.unlink(missing_ok=True)
 
     def close(self) -> None:

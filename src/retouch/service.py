@@ -7,10 +7,10 @@ fetched, processed or stored.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,6 +26,7 @@ from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.database import Account, check_schema, make_engine
+from retouch.downloads import Downloads
 from retouch.errors import InputError, LimitExceeded, OperationUnavailable, RetouchError, StorageError
 from retouch.executors.base import Executor
 from retouch.executors.local import LocalExecutor
@@ -34,7 +35,7 @@ from retouch.handoff import Handoff
 from retouch.jobs.janitor import Janitor
 from retouch.jobs.listing import expand, guess_ext, relative_inside
 from retouch.jobs.models import Task
-from retouch.jobs.runner import drain_commits, init_worker, read_ahead
+from retouch.jobs.runner import drain_commits, init_worker
 from retouch.jobs.store import ItemSpec, TaskStore
 from retouch.jobs.webhooks import WebhookSender, WebhookStore
 from retouch.pipeline import Encoded, run
@@ -150,10 +151,7 @@ class Service:
         self._executor: Executor | None = None
         self._background: list[Any] = []
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retouch-list")
-        # Workers only: the input of the job waiting behind the running one (see read_ahead).
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retouch-read-ahead")
-        self._ahead: dict[tuple[int, str], Future[tuple[bytes, str]]] = {}
-        self._ahead_lock = threading.Lock()
+        self._downloads: Downloads | None = None
 
     def start(self) -> None:
         """Start the worker pool, the dispatcher, pending listings, webhook delivery and clean-up."""
@@ -169,15 +167,24 @@ class Service:
             initializer=init_worker,
             initargs=(self.settings,),
             finalizer=drain_commits,
-            read_ahead=read_ahead,
             default_deadline=self.settings.item_timeout_seconds,
+        )
+        self._downloads = Downloads(
+            self.settings.fetch_concurrency, self.settings.fetch_per_account, self.settings.fetch_per_host
         )
         if celery:
             from retouch.executors.celery import CeleryExecutor
 
             self._executor = CeleryExecutor(self.tasks, self.settings)
         else:
-            self._executor = LocalExecutor(self.tasks, self._pool, self.settings.item_timeout_seconds)
+            self._executor = LocalExecutor(
+                self.tasks,
+                self._pool,
+                self.settings.item_timeout_seconds,
+                downloads=self._downloads,
+                inputs=self,
+                handoff=self.handoff,
+            )
         sender = WebhookSender(self.tasks, self.webhooks, self._http, self.result_url, self.settings, self.fetch_policy)
         janitor = Janitor(self)
         self._background = [sender, janitor]
@@ -243,9 +250,10 @@ class Service:
         for part in self._background:
             part.stop()
         self._listers.shutdown(wait=False, cancel_futures=True)
-        self._reader.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.shutdown()
+        if self._downloads is not None:
+            self._downloads.shutdown()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -256,36 +264,27 @@ class Service:
 
     # ---------------------------------------------------------------- use cases
 
-    def read_ahead(self, account_id: int, source: str) -> None:
-        """In a worker: start reading an input that waits behind the job running now, if it lives behind
-        a network (an http(s) URL, a cloud storage). The job's ``read_input_sync`` then takes the
-        result instead of downloading while its core waits. Local files are read when needed."""
-        if not source.startswith(("http://", "https://")):
-            try:
-                uri = parse_storage_uri(source)
-                if uri.is_folder or isinstance(self.storages.connector(account_id, uri.name), LocalConnector):
-                    return
-            except RetouchError:
-                return  # the job itself will say what is wrong with it
-        key = (account_id, source)
-        with self._ahead_lock:
-            if key in self._ahead:
-                return
-            # At most two inputs held ahead: an entry whose job never asks for it (a cancelled task)
-            # is dropped here rather than kept.
-            while len(self._ahead) >= 2:
-                self._ahead.pop(next(iter(self._ahead))).cancel()
-            self._ahead[key] = self._reader.submit(self._read_input, account_id, source)
+    @property
+    def downloads(self) -> Downloads:
+        if self._downloads is None:
+            raise RuntimeError("Service.start() was not called")
+        return self._downloads
 
-    def read_input_sync(self, account_id: int, source: str) -> tuple[bytes, str]:
+    def remote_host(self, account_id: int, source: str) -> str | None:
+        """Where an input's bytes come from when that is across a network - an http(s) origin's host, or a
+        cloud storage - as the key its downloads are limited by; None for local files (read in the worker)."""
+        if source.startswith(("http://", "https://")):
+            return "url:" + urlsplit(source).netloc.rsplit("@", 1)[-1].lower()
+        try:
+            uri = parse_storage_uri(source)
+            if uri.is_folder or isinstance(self.storages.connector(account_id, uri.name), LocalConnector):
+                return None
+        except RetouchError:
+            return None  # the job itself will say what is wrong with it
+        return f"storage:{account_id}:{uri.name}"
+
+    def read_input(self, account_id: int, source: str) -> tuple[bytes, str]:
         """Bytes and file name of an input: an http(s) URL or a storage:// file."""
-        with self._ahead_lock:
-            ahead = self._ahead.pop((account_id, source), None)
-        if ahead is not None and not ahead.cancel():  # started or done: its outcome is this read's
-            return ahead.result()
-        return self._read_input(account_id, source)
-
-    def _read_input(self, account_id: int, source: str) -> tuple[bytes, str]:
         if source.startswith(("http://", "https://")):
             fetched = fetch(source, self.fetch_policy, client=self._http)
             return fetched.data, fetched.name
@@ -341,9 +340,28 @@ class Service:
             parse_storage_uri(request.output.destination)  # a malformed destination fails before any work
         if request.input.startswith("storage://"):
             self.storages.connector(account_id, parse_storage_uri(request.input).name)  # unknown storage: 400 now
-        # The worker fetches the input and writes the result itself: the image bytes never pass
-        # through this process (measured: 11 -> ~4 ms of API CPU per 12 MP image).
-        return await self._in_worker(account_id, request.input, None, "", request.operations, request.output)
+        host = self.remote_host(account_id, request.input)
+        if host is None:
+            # A local file: the worker reads it and writes the result itself, the bytes never pass through here.
+            return await self._in_worker(account_id, request.input, None, "", request.operations, request.output)
+        # Across a network: downloaded here first (downloads.py), so a hanging origin holds no image worker.
+        download = self.downloads.submit(
+            account_id, host, functools.partial(self.read_input, account_id, request.input)
+        )
+        data, name = await asyncio.wrap_future(download)
+        path = self.handoff.put(data)
+        try:
+            return await self._in_worker(
+                account_id, request.input, path or data, name, request.operations, request.output
+            )
+        except asyncio.CancelledError:
+            if path is not None:  # the worker may still read it
+                self.handoff.release(path, reuse=False)
+                path = None
+            raise
+        finally:
+            if path is not None:
+                self.handoff.release(path)
 
     async def edit_upload(
         self, account_id: int, image: Path | bytes, filename: str, upload: UploadData
@@ -386,10 +404,10 @@ class Service:
     ) -> dict[str, Any]:
         """One sync edit, start to end, in this (worker) process: read, edit, write, describe."""
         if isinstance(data, Path):
-            data = data.read_bytes()  # an upload the API process handed over as a file (retouch.handoff)
+            data = data.read_bytes()  # an upload or download the API process handed over as a file (handoff)
         if data is None:
             assert source is not None
-            data, name = self.read_input_sync(account_id, source)
+            data, name = self.read_input(account_id, source)
         result = edit_bytes(data, ops, output, self.limits)
         out_name = output_name(name, result.source.ext, result.format)
         where = self.write_output_sync(account_id, output.destination, out_name, result.data, result.format, source)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     fetch_timeout_seconds: float = 30.0
     fetch_max_redirects: int = 5
+    fetch_concurrency: int = Field(32, ge=1, description="Downloads of inputs in flight at once, in all.")
+    fetch_per_account: int = Field(8, ge=1, description="Downloads in flight at once for one account.")
+    fetch_per_host: int = Field(8, ge=1, description="Downloads in flight at once from one origin host or storage.")
     secret_key: str | None = Field(
         None, description="Fernet key that encrypts storage credentials; default: generated under home."
     )

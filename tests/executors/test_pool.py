@@ -6,7 +6,6 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import CancelledError
-from pathlib import Path
 
 import pytest
 
@@ -32,16 +31,6 @@ def _die() -> None:
 
 def _length(data: bytes) -> int:
     return len(data)
-
-
-def _touch_after(path: str, seconds: float) -> str:
-    time.sleep(seconds)
-    return path
-
-
-def _mark_read_ahead(fn: object, args: tuple[object, ...]) -> None:
-    """The read-ahead hook: leave a mark beside the job's path, so the test sees which jobs got one."""
-    Path(str(args[0]) + ".ahead").write_text(str(os.getpid()))
 
 
 @pytest.fixture
@@ -143,20 +132,3 @@ def test_shutdown_ends_every_future() -> None:
     for future in futures:
         with pytest.raises((WorkerCrashed, CancelledError)):
             future.result(timeout=30)
-
-
-def test_a_job_arriving_while_another_runs_gets_its_read_ahead(tmp_path: Path) -> None:
-    pool = WorkerPool(1, default_deadline=30, read_ahead=_mark_read_ahead)
-    try:
-        first, second, third = (str(tmp_path / name) for name in ("first", "second", "third"))
-        running = pool.submit(_touch_after, first, 0.6)
-        ahead = pool.submit(_touch_after, second, 0.6)  # sent to the busy worker's pipe at once
-        queued = pool.submit(_touch_after, third, 0.0)  # sent only when the worker frees up
-        assert [f.result(timeout=30) for f in (running, ahead, queued)] == [first, second, third]
-        # The first found the worker idle: nothing to read ahead. The second waited in the pipe while the
-        # first ran: its hook ran, in the worker. The third came while the second ran: it got one too.
-        assert not Path(first + ".ahead").exists()
-        assert Path(second + ".ahead").read_text() == str(pool.pids()[0])
-        assert Path(third + ".ahead").exists()
-    finally:
-        pool.shutdown()

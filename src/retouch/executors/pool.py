@@ -20,7 +20,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import socket
 import threading
@@ -69,51 +68,21 @@ class _Job:
         return self.payload
 
 
-#: ``read_ahead(fn, args)``: called in the worker for a job that arrives while another one runs, to start
-#: its slow preparation (downloading its input) in the background. It must return quickly.
-ReadAhead = Callable[[Callable[..., Any], tuple[Any, ...]], None]
-
-
 def _worker_main(
     conn: Connection,
     initializer: Callable[..., None] | None,
     initargs: tuple[Any, ...],
     finalizer: Callable[[], None] | None = None,
-    read_ahead: ReadAhead | None = None,
 ) -> None:
     # The API process owns Ctrl-C; a worker must finish (or be killed), not die mid-write on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
-    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    lock = threading.Lock()
-    unfinished = 0  # jobs handed to the main thread and not yet finished
-
-    def receive() -> None:
-        # A thread takes jobs off the pipe as they come, so a job sent ahead is seen while the one
-        # before it still runs, and its input can be on its way by the time it starts.
-        nonlocal unfinished
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                message = None  # the parent is gone: nothing more will come
-            if message is not None:
-                with lock:
-                    behind = unfinished > 0
-                    unfinished += 1
-                if behind and read_ahead is not None:
-                    try:
-                        read_ahead(message[1], message[2])  # before the hand-over: the job then finds it
-                    except Exception:
-                        log.exception("read-ahead failed; the job will read its input itself")
-            inbox.put(message)
-            if message is None:
-                return
-
-    threading.Thread(target=receive, name="retouch-receive", daemon=True).start()
     while True:
-        message = inbox.get()
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None  # the parent is gone: nothing more will come
         if message is None:
             # Work the tasks left running in the background (deferred commits) before the process
             # ends: multiprocessing ends a child with os._exit, which would cut them off.
@@ -125,8 +94,6 @@ def _worker_main(
             result = ("ok", job_id, fn(*args))
         except BaseException as exc:
             result = ("err", job_id, exc)
-        with lock:
-            unfinished -= 1
         try:
             conn.send(result)
         except Exception as exc:  # an unpicklable result or exception: say so rather than hang
@@ -140,13 +107,10 @@ class _Worker:
         initializer: Callable[..., None] | None,
         initargs: tuple[Any, ...],
         finalizer: Callable[[], None] | None,
-        read_ahead: ReadAhead | None,
     ) -> None:
         parent, child = multiprocessing.Pipe(duplex=True)
         self.conn = parent
-        self.process = ctx.Process(
-            target=_worker_main, args=(child, initializer, initargs, finalizer, read_ahead), daemon=True
-        )
+        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, finalizer), daemon=True)
         self.process.start()
         child.close()
         # jobs[0] runs since `started`; the rest wait in the worker's pipe, in order.
@@ -168,14 +132,12 @@ class WorkerPool:
         initializer: Callable[..., None] | None = None,
         initargs: tuple[Any, ...] = (),
         finalizer: Callable[[], None] | None = None,
-        read_ahead: ReadAhead | None = None,
         default_deadline: float | None = None,
     ) -> None:
         self.size = max(1, size)
         self._initializer = initializer
         self._initargs = initargs
         self._finalizer = finalizer
-        self._read_ahead = read_ahead
         self._default_deadline = default_deadline
         self._ctx = multiprocessing.get_context("spawn")
         self._queue: list[_Job] = []
@@ -188,7 +150,7 @@ class WorkerPool:
         self._thread.start()
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self._initializer, self._initargs, self._finalizer, self._read_ahead)
+        return _Worker(self._ctx, self._initializer, self._initargs, self._finalizer)
 
     # ------------------------------------------------------------------ public
 

@@ -6,17 +6,19 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from retouch.allocator import tune_malloc
 from retouch.contracts.edit import EditRequest, UploadData
 from retouch.contracts.tasks import BatchEditRequest
-from retouch.errors import RetouchError
+from retouch.downloads import DownloadFailed, Fetched
+from retouch.errors import RetouchError, StorageError
 from retouch.pipeline import configure_vips
 from retouch.pipeline.load import probe
 from retouch.settings import Settings
 
-__all__ = ["drain_commits", "edit_in_worker", "init_worker", "read_ahead", "run_item", "worker_service"]
+__all__ = ["drain_commits", "edit_in_worker", "init_worker", "run_item", "worker_service"]
 
 log = logging.getLogger("retouch.worker")
 
@@ -73,7 +75,7 @@ def _request(task_id: int, kind: str, raw: dict[str, Any]) -> UploadData:
     return request
 
 
-def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
+def run_item(item_id: int, kind: str, defer_commit: bool = False, fetched: Fetched = None) -> str:
     """Process one item once. Returns its final item status (or 'skipped'; 'deferred' when the commit
     runs in the background, see below).
 
@@ -84,6 +86,9 @@ def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
     is durable; a worker that dies with a commit in flight leaves the item RUNNING under its lease,
     and it is run again (the output is rewritten atomically under the same name). At most one commit
     is in flight per worker (one result's bytes held), and the pool drains it before a worker exits.
+
+    ``fetched``: the input, when the executor downloaded it before handing the item over (downloads.py) -
+    a handoff file, the bytes, or why the download failed; None: read it here.
     """
     from retouch.service import edit_bytes, image_object
 
@@ -96,7 +101,14 @@ def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
     input_object: dict[str, Any] | None = None
     data = b""
     try:
-        data, _name = service.read_input_sync(work.account_id, work.source)
+        if isinstance(fetched, DownloadFailed):
+            raise StorageError(fetched.message)
+        if isinstance(fetched, Path):
+            data = fetched.read_bytes()
+        elif isinstance(fetched, bytes):
+            data = fetched
+        else:
+            data, _name = service.read_input(work.account_id, work.source)
         result = edit_bytes(data, request.operations, request.output, service.limits)
     except RetouchError as exc:
         # Say what the input was when its header can be read (only on this path: success needs no second probe).
@@ -139,22 +151,6 @@ def run_item(item_id: int, kind: str, defer_commit: bool = False) -> str:
     drain_commits()  # at most one in flight: wait for the previous item's (long done, as a rule)
     _in_flight = _committer().submit(commit)
     return "deferred"
-
-
-def read_ahead(fn: Any, args: tuple[Any, ...]) -> None:
-    """The pool's read-ahead hook, in the worker's receiving thread: a job arrived while another runs;
-    start reading its input (``Service.read_ahead`` decides whether that input is worth it)."""
-    service = _service
-    if service is None:  # the first job is still building the Service; nothing runs ahead of it anyway
-        return
-    if fn is edit_in_worker:
-        account_id, source, data = args[0], args[1], args[2]
-        if data is None and source:
-            service.read_ahead(account_id, source)
-    elif fn is run_item:
-        found = service.tasks.item_source(args[0])
-        if found is not None:
-            service.read_ahead(*found)
 
 
 def _recorded(task_id: int | None) -> str:

@@ -289,14 +289,17 @@ class TaskStore:
 
     # ------------------------------------------------------------------ items
 
-    def claim(self, limit: int, lease_seconds: float) -> list[tuple[int, str, str]]:
+    def claim(
+        self, limit: int, lease_seconds: float, skip_accounts: set[int] | frozenset[int] = frozenset()
+    ) -> list[tuple[int, str, str]]:
         """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind, queue).
 
         Items whose lease ran out (their worker or the broker lost them) come first, then pending items
         round-robin across accounts — the n-th item of every account before the (n+1)-th of any — so one
         account's 100,000-item batch cannot hold back another account's small job; async tasks first.
         Every query reads at most ``limit`` rows per open task through an index, so a claim costs the
-        same whatever the size of the batches. On PostgreSQL, rows another replica is claiming are skipped."""
+        same whatever the size of the batches. On PostgreSQL, rows another replica is claiming are skipped.
+        ``skip_accounts``: accounts not served this time (their downloads are at their limit)."""
         if limit <= 0:
             return []
         now = utcnow()
@@ -309,6 +312,8 @@ class TaskStore:
             for task_id, account_id, kind in open_tasks:
                 if len(picked) >= limit:
                     break
+                if account_id in skip_accounts:
+                    continue
                 rows = conn.execute(_PENDING, {"b_task": task_id, "b_limit": limit}).all()
                 per_account.setdefault(account_id, []).extend((row[0], kind, row[1]) for row in rows)
             queues = list(per_account.values())
