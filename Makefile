@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean .venv
+.PHONY: run test lint bench fuzz clean .venv
 
 # `make .venv` (re)creates the environment with every extra the service uses.
 .venv:
@@ -33,6 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
+
+# The contract fuzz with the long Hypothesis profile (3,000 examples per property, ~15 min); `make test` runs 120.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q tests/api/test_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_sync.py
