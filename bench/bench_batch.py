@@ -210,7 +210,7 @@ def server_log_tail(home: Path) -> str:
 def run_batch(procs: int, n: int, sources: list[Path], warmup: list[Path], home: Path, poll: float) -> Run:
     import httpx
 
-    storage = home / "storage"  # becomes storage://local/ when the server starts on this empty home
+    storage = home / "storage" / "default"  # becomes storage://local/ when the server starts on this empty home
     links = populate(storage / "in", sources, n)
     populate(storage / "warm", warmup, len(warmup))
     try:

@@ -212,7 +212,7 @@ def retouch_server(
     """A fresh `retouch serve`, so its peak RSS belongs to one run alone. Yields (base url, API key, pid).
 
     `home` is its RETOUCH_HOME: given, the caller owns it (and may have put input files under its
-    storage/ folder, which becomes `storage://local/` on first start); None, a temp dir removed afterwards.
+    storage/default/ folder, which becomes `storage://local/` on first start); None, a temp dir removed afterwards.
     """
     own_home = home is None
     home = Path(tempfile.mkdtemp(prefix="retouch-bench-")) if home is None else home

@@ -23,7 +23,8 @@ from pathlib import Path
 
 __all__ = ["DownloadFailed", "Downloads", "Fetched"]
 
-Read = Callable[[], tuple[bytes, str]]
+#: A download: the input (a handoff file, or its bytes) and its file name.
+Read = Callable[[], tuple[Path | bytes, str]]
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class _Download:
     account_id: int
     host: str
     read: Read
-    future: Future[tuple[bytes, str]] = field(default_factory=Future)
+    future: Future[tuple[Path | bytes, str]] = field(default_factory=Future)
 
 
 class Downloads:
@@ -56,7 +57,7 @@ class Downloads:
         self._running_host: Counter[str] = Counter()
         self._held: Counter[int] = Counter()  # waiting + running, per account
 
-    def submit(self, account_id: int, host: str, read: Read) -> Future[tuple[bytes, str]]:
+    def submit(self, account_id: int, host: str, read: Read) -> Future[tuple[Path | bytes, str]]:
         """Run ``read()`` (a download returning bytes and a file name) when the limits allow."""
         download = _Download(account_id, host, read)
         with self._lock:

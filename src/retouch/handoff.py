@@ -44,21 +44,6 @@ class Handoff:
         self._spare: list[Path] = []
         self._lock = threading.Lock()
 
-    def put(self, data: bytes) -> Path | None:
-        """``data`` in a handoff file (None when the folder is unusable: send the bytes instead)."""
-        created = self.create()
-        if created is None:
-            return None
-        path, handle = created
-        try:
-            handle.write(data)
-        except OSError:  # full
-            handle.close()
-            self.release(path, reuse=False)
-            return None
-        self.seal(handle)
-        return path
-
     def create(self) -> tuple[Path, BinaryIO] | None:
         """A file open for writing from its start - a spare one if there is one, else a new one - or
         None when the folder is unusable (removed, full). Close it with :meth:`seal`."""

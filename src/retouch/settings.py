@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     item_timeout_seconds: float = 120.0
     tmp_retention_hours: float = 24.0
     workers: int = Field(0, description="Worker processes for image work; 0 = one per core.")
+    worker_nice: int = Field(5, ge=0, le=19, description="Niceness of image workers: the API process stays responsive.")
     executor: str = "local"
     broker_url: str | None = None
     fetch_timeout_seconds: float = 30.0

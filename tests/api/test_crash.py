@@ -58,7 +58,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
     port = free_port()
     proc = _start(home, port)
     key = (home / "initial-api-key").read_text().strip()
-    folder = home / "storage" / "in"
+    folder = home / "storage" / "default" / "in"
     folder.mkdir(parents=True)
     data = (FIXTURES / "photo_large.jpg").read_bytes()
     for i in range(ITEMS):
@@ -99,7 +99,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
     assert view["progress"] == {"total": ITEMS, "done": ITEMS, "failed": 0}
     sources = [r["output_object"]["claid_storage_uri"] for r in view["results"]]
     assert len(sources) == ITEMS and len(set(sources)) == ITEMS
-    out = home / "storage" / "out"
+    out = home / "storage" / "default" / "out"
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert names == [f"img-{i:03d}.jpg" for i in range(ITEMS)]
     for path in out.iterdir():

@@ -42,7 +42,7 @@ class Inputs(Protocol):
 
     def remote_host(self, account_id: int, source: str) -> str | None: ...
 
-    def read_input(self, account_id: int, source: str) -> tuple[bytes, str]: ...
+    def download_input(self, account_id: int, source: str) -> tuple[Path | bytes, str]: ...
 
 
 class LocalExecutor:
@@ -110,21 +110,19 @@ class LocalExecutor:
             return
         account_id, source = found
         download = self.downloads.submit(
-            account_id, host, functools.partial(self.inputs.read_input, account_id, source)
+            account_id, host, functools.partial(self.inputs.download_input, account_id, source)
         )
         download.add_done_callback(functools.partial(self._downloaded, item_id, kind))
 
-    def _downloaded(self, item_id: int, kind: str, download: Future[tuple[bytes, str]]) -> None:
+    def _downloaded(self, item_id: int, kind: str, download: Future[tuple[Path | bytes, str]]) -> None:
         fetched: Fetched
         try:
-            data = download.result()[0]
+            fetched = download.result()[0]
         except RetouchError as exc:
             fetched = DownloadFailed(exc.public_message)
         except Exception:
             log.exception("download for item %s failed", item_id)
             fetched = DownloadFailed("internal error while downloading the input.")
-        else:
-            fetched = (self.handoff.put(data) if self.handoff is not None else None) or data
         try:
             self._submit(item_id, kind, fetched)
         except Exception:  # the pool is shut down: the item stays RUNNING under its lease and comes back

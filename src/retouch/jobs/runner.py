@@ -30,6 +30,10 @@ def init_worker(settings: Settings) -> None:
     """Worker process start: one vips thread (one worker per core is the fast layout)."""
     global _settings
     _settings = settings
+    if settings.worker_nice:
+        # Image work yields to the API process: under full load its event loop still answers at once (a keyless
+        # junk body's 401 took 2.7 s with 2 busy workers on 2 cores). Idle cores still go to the workers.
+        os.nice(settings.worker_nice)
     configure_vips(threads=1)
     tune_malloc()  # the same multi-MB buffers every image: keep them in the heap (retouch/allocator.py)
     from retouch import models

@@ -590,7 +590,9 @@ def _fetch_errors(shown: str, policy: FetchPolicy, deadline: float) -> Iterator[
         raise FetchError(f"Could not fetch {shown}: {kind} ({type(error).__name__}).") from None
 
 
-def _read_body(response: httpx.Response, policy: FetchPolicy, shown: str, deadline: float) -> bytes:
+def _read_body(
+    response: httpx.Response, policy: FetchPolicy, shown: str, deadline: float, sink: typing.BinaryIO | None = None
+) -> bytes:
     too_large = f"Could not fetch {shown}: the response exceeds the input size limit of {policy.max_bytes} bytes."
     declared = response.headers.get("Content-Length", "")
     if declared.strip().isdigit() and int(declared) > policy.max_bytes:
@@ -598,10 +600,14 @@ def _read_body(response: httpx.Response, policy: FetchPolicy, shown: str, deadli
         raise FetchError(too_large)
     # Chunks joined once at the end: growing one bytearray re-copied the body as it grew, and with
     # the final bytes() copy that was 1.5 of the 5.4 ms of CPU a 3 MB fetch cost a worker.
+    # With a sink (a handoff file), each chunk goes straight to it: the body is never whole in memory.
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
-        chunks.append(chunk)
+        if sink is not None:
+            sink.write(chunk)
+        else:
+            chunks.append(chunk)
         size += len(chunk)
         if size > policy.max_bytes:
             # A missing or lying Content-Length: stop as soon as the cap is passed.
@@ -611,11 +617,13 @@ def _read_body(response: httpx.Response, policy: FetchPolicy, shown: str, deadli
     return b"".join(chunks)
 
 
-def _result(response: httpx.Response, policy: FetchPolicy, shown: str, deadline: float) -> Fetched:
+def _result(
+    response: httpx.Response, policy: FetchPolicy, shown: str, deadline: float, sink: typing.BinaryIO | None
+) -> Fetched:
     """The Fetched of a final (non-redirect) answer, or FetchError for a non-2xx one."""
     if not 200 <= response.status_code < 300:
         raise FetchError(f"Could not fetch {shown}: the server answered {response.status_code}.")
-    data = _read_body(response, policy, shown, deadline)
+    data = _read_body(response, policy, shown, deadline, sink)
     final = response.url
     return Fetched(
         data=data,
@@ -625,7 +633,9 @@ def _result(response: httpx.Response, policy: FetchPolicy, shown: str, deadline:
     )
 
 
-def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) -> Fetched:
+def fetch(
+    url: str, policy: FetchPolicy, *, client: httpx.Client | None = None, sink: typing.BinaryIO | None = None
+) -> Fetched:
     """Download an http(s) URL under ``policy``; raise :class:`~retouch.errors.FetchError`.
 
     Redirects are followed here, at most ``policy.max_redirects`` of them, each hop checked by
@@ -637,6 +647,8 @@ def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) 
     the same allow list, since the address guard lives in that client's transport (any other
     client - e.g. one on ``httpx.MockTransport`` in a test - gets only the syntactic checks).
     Without it, a guarded client is created and closed for this call.
+
+    ``sink``: a file the body is written to as it arrives (``Fetched.data`` is then empty).
     """
     request_url = _parse(url)
     _check_parsed(request_url, policy)
@@ -656,7 +668,7 @@ def fetch(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) 
                 try:
                     next_request = response.next_request
                     if next_request is None:
-                        return _result(response, policy, shown, deadline)
+                        return _result(response, policy, shown, deadline, sink)
                 finally:
                     # Also releases the connection of a redirect answer whose body we skip.
                     response.close()
