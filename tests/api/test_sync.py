@@ -191,6 +191,7 @@ def _no_stray_handoff_files(live: LiveApp) -> None:
 def test_upload_reaches_the_worker_as_a_ram_file_that_is_given_back_afterwards(live: LiveApp) -> None:
     large, small = fixture_bytes("photo_large.jpg"), fixture_bytes("coffee.jpg")
     assert len(large) > len(small)
+    spares_before = len(live.service.handoff.spares)  # earlier tests' uploads and downloads leave spares too
     with live.client() as client:
         first = client.post("/v1/image/edit/upload", files={"file": ("l.jpg", large, "image/jpeg")})
         bad = client.post("/v1/image/edit/upload", files={"file": ("t.jpg", fixture_bytes("truncated.jpg"))})
@@ -202,7 +203,8 @@ def test_upload_reaches_the_worker_as_a_ram_file_that_is_given_back_afterwards(l
     source = Image.open(io.BytesIO(small))
     assert (ok.json()["data"]["input"]["width"], ok.json()["data"]["input"]["height"]) == source.size
     folder = live.service.handoff.folder
-    assert folder.is_dir() and len(live.service.handoff.spares) == 1  # one file served all three, in turn
+    # One file served all three, in turn: no spare was added beyond the first.
+    assert folder.is_dir() and len(live.service.handoff.spares) == max(1, spares_before)
     _no_stray_handoff_files(live)
     if Path("/dev/shm").is_dir():
         assert folder.parent == Path("/dev/shm")
