@@ -62,6 +62,11 @@ class Handoff:
         except OSError:
             return None
 
+    def take_spare(self) -> Path | None:
+        """A spare file's path for another process to write over (the download process), or None."""
+        with self._lock:
+            return self._spare.pop() if self._spare else None
+
     @staticmethod
     def seal(handle: BinaryIO) -> None:
         """Close a file from :meth:`create`, cut where the writing stopped: a spare file's older, longer

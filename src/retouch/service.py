@@ -13,7 +13,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
@@ -26,12 +26,14 @@ from retouch.contracts.output import FORMAT_EXTENSIONS, OutputOptions
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.database import Account, check_schema, make_engine
+from retouch.downloader import DownloadProcess
 from retouch.downloads import Downloads
-from retouch.errors import InputError, LimitExceeded, OperationUnavailable, RetouchError, StorageError
+from retouch.errors import InputError, OperationUnavailable, RetouchError, StorageError
 from retouch.executors.base import Executor
 from retouch.executors.local import LocalExecutor
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.handoff import Handoff
+from retouch.inputs import InputReader, fetch_policy
 from retouch.jobs.janitor import Janitor
 from retouch.jobs.listing import expand, guess_ext, relative_inside
 from retouch.jobs.models import Task
@@ -41,12 +43,12 @@ from retouch.jobs.webhooks import WebhookSender, WebhookStore
 from retouch.pipeline import Encoded, run
 from retouch.pipeline.load import FORMATS
 from retouch.settings import Limits, Settings
-from retouch.storage.base import ObjectMissing, retry
+from retouch.storage.base import retry
 from retouch.storage.catalog import StorageCatalog
 from retouch.storage.local import LocalConnector
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import FetchPolicy, fetch, guarded_client
+from retouch.storage.url import guarded_client
 from retouch.tmpstore import SharedTmpStore, TmpStore
 
 __all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_name"]
@@ -134,24 +136,19 @@ class Service:
         self._shared_tmp: SharedTmpStore | None = None
         self._handoff: Handoff | None = None
         self.limits = self.settings.limits
-        self.fetch_policy = FetchPolicy(
-            allow_hosts=tuple(self.settings.fetch_allow_hosts),
-            max_bytes=self.settings.max_input_bytes,
-            timeout_seconds=self.settings.fetch_timeout_seconds,
-            max_redirects=self.settings.fetch_max_redirects,
-        )
-        # One guarded client for the process: creating one per request costs ~20 ms of CPU (TLS
-        # context, CA bundle) and loses keep-alive. httpx clients are safe to share between threads.
+        self.fetch_policy = fetch_policy(self.settings)
         self._http = guarded_client(self.fetch_policy)
         box = SecretBox(load_or_create_key(self.settings.secret_key, home))
         self.box = box
         self.storages = StorageCatalog(self.engine, box, self.fetch_policy, self.settings.storage_roots)
+        self.inputs = InputReader(self.storages, self.fetch_policy, self._http)
         self.webhooks = WebhookStore(self.engine, box)
         self._pool: WorkerPool | None = None
         self._executor: Executor | None = None
         self._background: list[Any] = []
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retouch-list")
         self._downloads: Downloads | None = None
+        self._downloader: DownloadProcess | None = None
 
     def start(self) -> None:
         """Start the worker pool, the dispatcher, pending listings, webhook delivery and clean-up."""
@@ -172,6 +169,7 @@ class Service:
         self._downloads = Downloads(
             self.settings.fetch_concurrency, self.settings.fetch_per_account, self.settings.fetch_per_host
         )
+        self._downloader = DownloadProcess(self.settings, self.handoff.folder, self.settings.fetch_concurrency)
         if celery:
             from retouch.executors.celery import CeleryExecutor
 
@@ -254,6 +252,8 @@ class Service:
             self._executor.shutdown()
         if self._downloads is not None:
             self._downloads.shutdown()
+        if self._downloader is not None:
+            self._downloader.close()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -283,40 +283,22 @@ class Service:
             return None  # the job itself will say what is wrong with it
         return f"storage:{account_id}:{uri.name}"
 
-    def read_input(self, account_id: int, source: str, sink: BinaryIO | None = None) -> tuple[bytes, str]:
-        """Bytes and file name of an input: an http(s) URL or a storage:// file. With ``sink``, the body is
-        written into it instead (the bytes returned are then empty)."""
-        if source.startswith(("http://", "https://")):
-            fetched = fetch(source, self.fetch_policy, client=self._http, sink=sink)
-            return fetched.data, fetched.name
-        uri = parse_storage_uri(source)
-        if uri.is_folder:
-            raise StorageError(
-                f"{source} is a folder; a single edit needs a file (use the batch endpoint for folders)."
-            )
-        connector = self.storages.connector(account_id, uri.name)
-        try:
-            data = retry(lambda: connector.read(uri.path))
-        except ObjectMissing:
-            raise StorageError(f"Cannot read {source}: the object does not exist.") from None
-        if len(data) > self.limits.max_input_bytes:
-            raise LimitExceeded(
-                f"The input is {len(data)} bytes, over the input size limit of {self.limits.max_input_bytes} bytes."
-            )
-        if sink is not None:
-            sink.write(data)
-            return b"", uri.path.rsplit("/", 1)[-1]
-        return data, uri.path.rsplit("/", 1)[-1]
+    def read_input(self, account_id: int, source: str) -> tuple[bytes, str]:
+        """Bytes and file name of an input: an http(s) URL or a storage:// file."""
+        return self.inputs.read(account_id, source)
 
     def download_input(self, account_id: int, source: str) -> tuple[Path | bytes, str]:
-        """On a download thread of the API process: the input in a handoff file - the API process never holds a
-        whole body (200 concurrent 12 MP URL edits took it to 354 MB when it did) - or its bytes without tmpfs."""
+        """On a download thread of the API process: the input in a handoff file, fetched by the download process
+        (downloader.py), so the API process neither parses the HTTP nor holds a whole body (200 concurrent 12 MP
+        URL edits took it to 354 MB when it held them). Without that process: here, into a handoff file."""
+        if self._downloader is not None:
+            return self._downloader.read(account_id, source, self.handoff.take_spare())
         created = self.handoff.create()
         if created is None:
             return self.read_input(account_id, source)
         path, handle = created
         try:
-            _, name = self.read_input(account_id, source, sink=handle)
+            _, name = self.inputs.read(account_id, source, sink=handle)
         except BaseException:
             handle.close()
             self.handoff.release(path, reuse=False)
