@@ -2,8 +2,9 @@
 
 A worker process is a core. Before, a job fetched its own input, so a URL whose origin never answers held
 a core for the whole fetch timeout (30 s): two such requests of one account stalled a 2-worker server for
-everyone, and another account's 15 ms edit waited 29 s. Here downloads run on threads of the API process
-(waiting for bytes costs no core) and only a job whose bytes are in hand reaches the pool.
+everyone, and another account's 15 ms edit waited 29 s. Here downloads run ahead of the pool (in the download
+process, downloader.py; a thread here waits for each, costing no core) and only a job whose bytes are in hand
+reaches the pool.
 
 Downloads in flight are limited in total, per account and per origin host (a storage counts as a host).
 A download over its account's or host's limit waits in line without holding a thread, and the line is
