@@ -117,6 +117,7 @@ CASES = [
         "validation",
         "lossy or lossless",
         body=ops({}, {"format": {"type": "webp", "compression": "zip"}}),
+        detail_key="output.format.compression",
     ),
     Case("quality over 100", 422, "validation", "100", body=ops({}, {"format": {"type": "jpeg", "quality": 101}})),
     Case("dpi zero", 422, "validation", "dpi", body=ops({}, {"format": "jpeg", "metadata": {"dpi": 0}})),
@@ -174,7 +175,7 @@ CASES = [
     ),
     Case("redirect to private address", 400, "web", "not allowed", body=ops({}, input_url="@redirect-private")),
     Case("url 404", 400, "web", "404", body=ops({}, input_url="@missing.jpg")),
-    Case("oversize download", 400, "web", "input size limit", body=ops({}, input_url="@big/3000000")),
+    Case("oversize download", 422, "image", "input size limit", body=ops({}, input_url="@big/3000000")),
     Case(
         "unknown storage destination",
         400,

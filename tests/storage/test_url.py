@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from retouch.errors import FetchError
+from retouch.errors import FetchError, LimitExceeded
 from retouch.storage.url import FetchPolicy, check_url, fetch, guarded_client
 
 BODY = b"\xff\xd8\xff" + b"jpeg" * 100
@@ -403,12 +403,11 @@ def test_body_at_the_cap_is_accepted(server_a: _Server) -> None:
 @pytest.mark.parametrize("path", [f"/sized?n={CAP + 1}", "/chunked"])
 def test_oversize_body_refused(server_a: _Server, path: str) -> None:
     policy = FetchPolicy(allow_hosts=("127.0.0.1",), max_bytes=CAP)
-    with pytest.raises(FetchError) as caught:
+    with pytest.raises(LimitExceeded) as caught:  # a limit: 422 `image`, like every other limit
         fetch(server_a.url(path), policy)
     shown = server_a.url(path.split("?")[0])
-    assert caught.value.public_message == (
-        f"Could not fetch {shown}: the response exceeds the input size limit of {CAP} bytes."
-    )
+    assert caught.value.public_message == f"The input at {shown} exceeds the input size limit of {CAP} bytes."
+    assert (caught.value.status, caught.value.error_type) == (422, "image")
 
 
 def test_error_status_is_named_and_secrets_are_not(server_a: _Server) -> None:

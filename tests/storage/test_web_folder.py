@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from retouch.errors import FetchError, StorageError
+from retouch.errors import FetchError, LimitExceeded, StorageError
 from retouch.storage.base import ObjectMissing
 from retouch.storage.url import FetchPolicy
 from retouch.storage.web_folder import WebFolderConnector
@@ -180,7 +180,7 @@ def test_server_errors_and_forbidden_are_fetch_errors(web: WebServer) -> None:
 def test_byte_cap_applies(web: WebServer) -> None:
     put(web, "big.jpg", b"x" * 10_000)
     connector = WebFolderConnector("site", web.url("root/"), FetchPolicy(allow_hosts=("127.0.0.1",), max_bytes=1_000))
-    with pytest.raises(FetchError, match="exceeds the input size limit"):
+    with pytest.raises(LimitExceeded, match="exceeds the input size limit"):
         connector.read("big.jpg")
 
 

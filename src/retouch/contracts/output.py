@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from retouch.contracts.common import Lenient, Strict, storage_uri_problem
 
@@ -70,15 +70,17 @@ class OutputFormat(Lenient):
             return {"type": data}
         return data
 
-    @model_validator(mode="after")
-    def _compression_fits_type(self) -> OutputFormat:
-        c = self.compression
-        if self.type == "png":
+    @field_validator("compression")
+    @classmethod
+    def _compression_fits_type(cls, c: str | Compression | None, info: ValidationInfo) -> str | Compression | None:
+        # A field validator, not a model one: the error is then reported at `output.format.compression`.
+        kind = info.data.get("type")
+        if kind == "png":
             if c is not None and c not in ("fast", "best", "optimal"):
                 raise ValueError(f"png compression must be fast, best or optimal, received {_show(c)}")
-        elif self.type in ("webp", "avif", "tiff") and isinstance(c, str) and c not in ("lossy", "lossless"):
-            raise ValueError(f"{self.type} compression must be lossy or lossless, received {c!r}")
-        return self
+        elif kind in ("webp", "avif", "tiff") and isinstance(c, str) and c not in ("lossy", "lossless"):
+            raise ValueError(f"{kind} compression must be lossy or lossless, received {c!r}")
+        return c
 
     def spec(self) -> EncodeSpec:
         c = self.compression

@@ -533,7 +533,7 @@ class TaskStore:
             data["webhook"] = {
                 "delivered": task.webhook_state == "delivered",
                 "attempts": task.webhook_attempts,
-                "last_status": task.webhook_last_status,
+                "last_status": _status(task.webhook_last_status),
             }
         return data
 
@@ -548,3 +548,8 @@ class TaskStore:
                 session.execute(delete(Item).where(Item.task_id.in_(ids)))
                 session.execute(delete(Task).where(Task.id.in_(ids)))
             return len(ids)
+
+
+def _status(recorded: str | None) -> int | str | None:
+    """The receiver's HTTP status as a number (the contract's type), or the message when no answer came."""
+    return int(recorded) if recorded is not None and recorded.isdigit() else recorded
