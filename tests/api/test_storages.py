@@ -70,6 +70,14 @@ def test_validation_of_parameters(live: LiveApp) -> None:
             "/v1/storage/storages", json={"name": "w", "type": "web_folder", "parameters": {"base_url": "ftp://x"}}
         )
         assert web.status_code == 422
+        no_secret = client.post(
+            "/v1/storage/storages",
+            json={"name": "s", "type": "s3", "parameters": {"bucket": "b", "credentials": {"access_key": "AK"}}},
+        )
+        # The exact dotted path of the field at fault, not `body`.
+        assert no_secret.status_code == 422 and list(no_secret.json()["error_details"]) == ["parameters.credentials"]
+        assert list(no_bucket.json()["error_details"]) == ["parameters.bucket"]
+        assert list(web.json()["error_details"]) == ["parameters.base_url"]
 
 
 def test_tenancy_and_scope(live: LiveApp) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from retouch.contracts.common import Strict
+from retouch.errors import ValidationFailed
 
 __all__ = ["STORAGE_TYPES", "Credentials", "StorageIn", "StorageOut", "StorageParameters", "StorageUpdate"]
 
@@ -45,29 +46,47 @@ class StorageParameters(Strict):
         return data
 
 
+class ParameterProblem(ValueError):
+    """Parameters that do not fit the storage type; ``field`` is the dotted path the answer names."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def failure(self) -> ValidationFailed:
+        return ValidationFailed(f"{self.field}: {self}.", details={self.field: [str(self)]})
+
+
 def check_parameters(kind: str, params: StorageParameters) -> None:
-    """Raise ValueError when the parameters do not fit the type."""
+    """Raise :class:`ParameterProblem` (a ValueError naming the field) when the parameters do not fit the type."""
     creds = params.credentials
     if kind in ("s3", "gcs"):
         if not params.bucket:
-            raise ValueError(f"parameters.bucket is required for {kind}")
+            raise ParameterProblem("parameters.bucket", f"parameters.bucket is required for {kind}")
         hmac = creds is not None and creds.access_key and creds.secret_access_key
         account = kind == "gcs" and creds is not None and creds.service_account
         if not (hmac or account or (kind == "gcs" and params.endpoint_url)):
             need = "access_key and secret_access_key" + (" (or service_account)" if kind == "gcs" else "")
-            raise ValueError(f"parameters.credentials needs {need} for {kind}")
+            raise ParameterProblem("parameters.credentials", f"parameters.credentials needs {need} for {kind}")
         if params.base_url:
-            raise ValueError(f"parameters.base_url does not apply to {kind}")
+            raise ParameterProblem("parameters.base_url", f"parameters.base_url does not apply to {kind}")
     elif kind == "web_folder":
         if not params.base_url or not params.base_url.startswith(("http://", "https://")):
-            raise ValueError("parameters.base_url (an http(s) URL) is required for web_folder")
+            raise ParameterProblem(
+                "parameters.base_url", "parameters.base_url (an http(s) URL) is required for web_folder"
+            )
         if params.bucket or creds:
-            raise ValueError("web_folder takes only base_url")
+            raise ParameterProblem(
+                "parameters.bucket" if params.bucket else "parameters.credentials", "web_folder takes only base_url"
+            )
     elif kind == "local":
         if not params.path:
-            raise ValueError("parameters.path (an absolute folder) is required for local")
+            raise ParameterProblem("parameters.path", "parameters.path (an absolute folder) is required for local")
         if params.bucket or creds or params.base_url:
-            raise ValueError("local takes only path")
+            field = (
+                "parameters.bucket" if params.bucket else "parameters.credentials" if creds else "parameters.base_url"
+            )
+            raise ParameterProblem(field, "local takes only path")
 
 
 class StorageIn(Strict):
@@ -81,10 +100,13 @@ class StorageIn(Strict):
     type: StorageType = Field(..., description="s3 | gcs | web_folder | local.")
     parameters: StorageParameters
 
-    @model_validator(mode="after")
-    def _fits(self) -> StorageIn:
-        check_parameters(self.type, self.parameters)
-        return self
+    def check(self) -> None:
+        """The parameters fit the type, or :class:`~retouch.errors.ValidationFailed` naming the field. Not a model
+        validator: pydantic would report a model's error at the body, not at `parameters.credentials`."""
+        try:
+            check_parameters(self.type, self.parameters)
+        except ParameterProblem as problem:
+            raise problem.failure() from None
 
 
 class StorageUpdate(Strict):

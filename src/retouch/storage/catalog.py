@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from retouch.contracts.storages import StorageIn, StorageParameters, check_parameters
+from retouch.contracts.storages import ParameterProblem, StorageIn, StorageParameters, check_parameters
 from retouch.database import StorageRow
 from retouch.errors import ConflictError, NotFound, StorageError, ValidationFailed
 from retouch.storage.base import Connector
@@ -84,6 +84,7 @@ class StorageCatalog:
             return _out(self._row(session, account_id, storage_id))
 
     def create(self, account_id: int, spec: StorageIn) -> dict[str, Any]:
+        spec.check()
         public, secrets = _split(spec.parameters)
         self._check_usable(spec.name, spec.type, public, secrets)
         self._check_own_folder(account_id, spec.type, public)
@@ -123,6 +124,10 @@ class StorageCatalog:
                 try:
                     params = StorageParameters.model_validate(merged_params)
                     check_parameters(kind, params)
+                except ParameterProblem as problem:
+                    raise ValidationFailed(
+                        f"{problem.field}: {problem}.", details={problem.field: [str(problem)]}
+                    ) from None
                 except ValueError as exc:
                     raise ValidationFailed(str(exc).splitlines()[0]) from None
                 public, sealed = _split(params)
