@@ -109,19 +109,22 @@ class Downloads:
                 index += 1
 
     def _run(self, download: _Download) -> None:
+        error: BaseException | None = None
         try:
             result = download.read()
         except BaseException as exc:  # the waiting request turns it into its answer
-            download.future.set_exception(exc)
+            error = exc
+        # The slot is given back before the answer is: whoever sees the answer sees the counts without it.
+        with self._lock:
+            self._running -= 1
+            self._running_account[download.account_id] -= 1
+            self._running_host[download.host] -= 1
+            self._release(download.account_id)
+            self._start_what_may()
+        if error is not None:
+            download.future.set_exception(error)
         else:
             download.future.set_result(result)
-        finally:
-            with self._lock:
-                self._running -= 1
-                self._running_account[download.account_id] -= 1
-                self._running_host[download.host] -= 1
-                self._release(download.account_id)
-                self._start_what_may()
 
     def _release(self, account_id: int) -> None:
         self._held[account_id] -= 1
