@@ -49,6 +49,18 @@ def _reader(settings: Settings) -> InputReader:
     return InputReader(storages, policy, guarded_client(policy))
 
 
+def _into_file(inputs: InputReader, account_id: int, source: str, path: Path, spare: bool) -> str:
+    """Stream the input into ``path`` (over a spare file's pages when ``spare``); the input's file name."""
+    try:
+        handle = path.open("r+b") if spare else path.open("wb")
+    except FileNotFoundError:  # the spare was removed meanwhile
+        handle = path.open("wb")
+    with handle:
+        _, name = inputs.read(account_id, source, sink=handle)
+        handle.truncate()  # a spare's older, longer contents must not trail the new ones
+    return name
+
+
 def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process owns Ctrl-C
     # The same multi-MB socket buffers every download: from the heap, not fresh page-faulted mappings.
@@ -63,13 +75,12 @@ def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> No
         reply: tuple[int, str, Any]
         try:
             try:
-                handle = path.open("r+b") if spare else path.open("wb")
-            except FileNotFoundError:
-                handle = path.open("wb")
-            with handle:
-                _, name = inputs.read(account_id, source, sink=handle)
-                handle.truncate()  # a spare's older, longer contents must not trail the new ones
-            reply = (job, "ok", (str(path), name))
+                reply = (job, "ok", (str(path), _into_file(inputs, account_id, source, path, spare is not None), b""))
+            except OSError:
+                # The handoff folder is full or gone (Docker gives /dev/shm 64 MB): send the bytes down the pipe.
+                path.unlink(missing_ok=True)
+                data, name = inputs.read(account_id, source)
+                reply = (job, "ok", (None, name, data))
         except RetouchError as exc:
             path.unlink(missing_ok=True)
             reply = (job, "err", exc)  # RetouchError pickles whole (errors.py)
@@ -96,7 +107,7 @@ class DownloadProcess:
         self.settings, self.folder, self.threads = settings, folder, threads
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self._pending: dict[int, Future[tuple[Path, str]]] = {}
+        self._pending: dict[int, Future[tuple[Path | bytes, str]]] = {}
         self._ids = itertools.count()
         self._closed = False
         self._start()
@@ -111,11 +122,12 @@ class DownloadProcess:
         self._conn, self._process = parent, process
         threading.Thread(target=self._receive, args=(parent,), name="retouch-downloads-in", daemon=True).start()
 
-    def read(self, account_id: int, source: str, spare: Path | None = None) -> tuple[Path, str]:
+    def read(self, account_id: int, source: str, spare: Path | None = None) -> tuple[Path | bytes, str]:
         """Download ``source`` into a handoff file: (its path, the input's file name). Blocks the calling thread
         (a ``Downloads`` thread) until the download ends; raises the error to answer with. ``spare``: a handoff
-        file to write over (``Handoff.take_spare``); the answer's path is then that file."""
-        future: Future[tuple[Path, str]] = Future()
+        file to write over (``Handoff.take_spare``); the answer's path is then that file. Where the handoff
+        folder cannot take the file, the answer holds the bytes instead."""
+        future: Future[tuple[Path | bytes, str]] = Future()
         with self._lock:
             if self._closed:
                 raise FetchError("The service is shutting down.")
@@ -140,7 +152,8 @@ class DownloadProcess:
             if future is None:
                 continue
             if kind == "ok":
-                future.set_result((Path(payload[0]), payload[1]))
+                path, name, data = payload
+                future.set_result((Path(path), name) if path is not None else (data, name))
             else:
                 future.set_exception(payload)
         # The process is gone (crashed, killed, or closed): fail what it held, and start another.

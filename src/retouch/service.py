@@ -290,21 +290,10 @@ class Service:
     def download_input(self, account_id: int, source: str) -> tuple[Path | bytes, str]:
         """On a download thread of the API process: the input in a handoff file, fetched by the download process
         (downloader.py), so the API process neither parses the HTTP nor holds a whole body (200 concurrent 12 MP
-        URL edits took it to 354 MB when it held them). Without that process: here, into a handoff file."""
-        if self._downloader is not None:
-            return self._downloader.read(account_id, source, self.handoff.take_spare())
-        created = self.handoff.create()
-        if created is None:
-            return self.read_input(account_id, source)
-        path, handle = created
-        try:
-            _, name = self.inputs.read(account_id, source, sink=handle)
-        except BaseException:
-            handle.close()
-            self.handoff.release(path, reuse=False)
-            raise
-        self.handoff.seal(handle)
-        return path, name
+        URL edits took it to 354 MB when it held them)."""
+        if self._downloader is None:
+            raise RuntimeError("Service.start() was not called")
+        return self._downloader.read(account_id, source, self.handoff.take_spare())
 
     def _drop_download(self, download: Future[tuple[Path | bytes, str]]) -> None:
         """A download whose request went away before it finished: release its file."""

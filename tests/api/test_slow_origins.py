@@ -153,3 +153,25 @@ def test_a_failed_download_is_the_items_error() -> None:
         assert downloads.submit(1, "h", lambda: (b"z", "z")).result(timeout=5) == (b"z", "z")  # its slot came back
     finally:
         downloads.shutdown()
+
+
+def test_downloads_fall_back_to_bytes_when_the_ram_folder_is_unusable(tmp_path: Any, image_server: ImageServer) -> None:
+    """A full or missing /dev/shm (Docker gives it 64 MB) must not fail URL inputs: the bytes come down the pipe."""
+    app = LiveApp(make_settings(tmp_path, workers=1))
+    try:
+        folder = app.service.handoff.folder
+        hidden = folder.with_name(folder.name + "-away")
+        with app.client() as client:
+            assert client.post("/v1/image/edit", json={"input": image_server.url("coffee.jpg")}).status_code == 200
+            folder.rename(hidden)
+            try:
+                response = client.post(
+                    "/v1/image/edit",
+                    json={"input": image_server.url("chelsea.jpg"), "operations": {"resizing": {"width": 90}}},
+                )
+            finally:
+                hidden.rename(folder)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["output"]["width"] == 90
+    finally:
+        app.close()
