@@ -96,6 +96,13 @@ def test_keys_create_prints_key_last_and_stores_hash(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown scopes" in bad.stderr
 
 
+def test_version(tmp_path: Path) -> None:
+    from retouch import __version__
+
+    done = retouch("--version", home=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"retouch {__version__}"
+
+
 def test_doctor(tmp_path: Path) -> None:
     done = retouch("doctor", home=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr

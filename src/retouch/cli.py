@@ -19,6 +19,23 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from retouch import __version__
+
+        typer.echo(f"retouch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
+) -> None:
+    """retouch: self-hosted image editing with the Claid.ai API contract."""
+
+
 def _ops_argument(value: str) -> dict[str, Any]:
     """`--ops` takes JSON or @file (like curl's -d @file)."""
     text = Path(value[1:]).read_text() if value.startswith("@") else value

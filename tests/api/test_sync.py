@@ -170,6 +170,7 @@ def test_rate_limit_headers_and_429(tmp_path: Path, image_server: ImageServer) -
         assert last.headers["RateLimit-Remaining"] == "-1"
         assert last.headers["RateLimit-Limit"].startswith("3, ")
         assert int(last.headers["RateLimit-Reset"]) in (0, 1)
+        assert last.headers["Retry-After"] == last.headers["RateLimit-Reset"]  # what generic clients honour
         # another key has its own budget
         other = app.service.keys.create("other")
         with app.client(other) as client:
@@ -303,3 +304,13 @@ def test_inputs_waiting_behind_a_running_job_are_downloaded_meanwhile(
         assert len(batch_times) == 2 and batch_times[1] - batch_times[0] < 0.25, batch_times
     finally:
         app.close()
+
+
+def test_a_sane_incoming_request_id_is_echoed_and_others_replaced(live: LiveApp) -> None:
+    with live.client() as client:
+        kept = client.get("/healthz", headers={"X-Request-ID": "trace-42.abc_DEF"})
+        too_long = client.get("/healthz", headers={"X-Request-ID": "x" * 129})
+        spaced = client.get("/healthz", headers={"X-Request-ID": "two words"})
+    assert kept.headers["x-request-id"] == "trace-42.abc_DEF"
+    for response in (too_long, spaced):
+        uuid.UUID(response.headers["x-request-id"])  # replaced by a fresh id

@@ -46,6 +46,18 @@ def _client_key(scope: Scope) -> str:
     return "ip:" + (str(client[0]) if client else "unknown")
 
 
+def _incoming_request_id(scope: Scope) -> str | None:
+    """A caller's X-Request-ID, kept when it is sane (printable ASCII, at most 128 characters) so the caller's
+    own id follows the request through our answer and logs; anything else is replaced by a new UUID."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            raw: bytes = value
+            if 0 < len(raw) <= 128 and all(0x21 <= c <= 0x7E for c in raw):
+                return raw.decode("ascii")
+            return None
+    return None
+
+
 class RequestIdAndRateLimit:
     """Every response gets ``x-request-id`` and the RateLimit-* headers; over the limit, a 429 in the
     envelope; an unhandled error, a 500 in the envelope (never a bare one).
@@ -62,7 +74,7 @@ class RequestIdAndRateLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = str(uuid.uuid4())
+        request_id = _incoming_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id downstream
         counted = not scope["path"].startswith(_UNCOUNTED)
         verdict = self.limiter.hit(_client_key(scope), count=counted)
@@ -78,6 +90,8 @@ class RequestIdAndRateLimit:
             await send(message)
 
         if not verdict.allowed:
+            # Retry-After (seconds) is what generic HTTP clients and proxies honour; RateLimit-Reset says the same.
+            extra.append((b"retry-after", verdict.headers.get("RateLimit-Reset", "1").encode("latin-1")))
             await _error_response(RateLimited())(scope, receive, send_with_headers)
             return
         try:
