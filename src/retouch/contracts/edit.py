@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from retouch.contracts.common import Strict, check_source
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
+from retouch.contracts.responses import Data, ResponseModel, omitted
 
-__all__ = ["EditRequest", "EditResult", "ImageObject", "OutputObject", "UploadData"]
+__all__ = ["EditRequest", "EditResponse", "EditResult", "ImageObject", "OutputObject", "UploadData"]
 
 
 class UploadData(Strict):
@@ -41,26 +43,48 @@ class EditRequest(UploadData):
         return check_source(value, "input")
 
 
-class ImageObject(BaseModel):
-    """What the response says about an image (``mps`` = width*height/1e6, unrounded)."""
+class ImageObject(ResponseModel):
+    """What an answer says about an image, the input or the output."""
 
-    ext: str
-    mps: float
-    mime: str
-    format: str
-    width: int
-    height: int
+    ext: str = Field(..., description="The format's short name: jpeg, png, webp, avif, heif, tiff, gif or bmp.")
+    mps: float = Field(..., description="Megapixels: width * height / 1,000,000, not rounded.")
+    mime: str = Field(..., description="The format's MIME type, e.g. image/jpeg.")
+    format: str = Field(..., description="The format's name in capitals, e.g. JPEG, PNG, WEBP.")
+    width: int = Field(..., description="Width in pixels.")
+    height: int = Field(..., description="Height in pixels.")
 
 
 class OutputObject(ImageObject):
-    tmp_url: str | None = None
-    object_key: str | None = None
-    object_bucket: str | None = None
-    object_uri: str | None = None
-    claid_storage_uri: str | None = None
-    frames_dropped: int | None = Field(None, description="Extension: frames of an animated input not processed.")
+    """The written image. Where it went: ``tmp_url`` when the request named no ``output.destination``, else
+    the ``object_*`` fields and ``claid_storage_uri``. A field that does not apply is left out (never null)."""
+
+    tmp_url: str | SkipJsonSchema[None] = omitted(
+        "Download URL of the result, without auth (the URL is the secret), for 24 hours "
+        "(RETOUCH_TMP_RETENTION_HOURS). Only when the request named no `output.destination`."
+    )
+    object_key: str | SkipJsonSchema[None] = omitted(
+        "The written object's key in its bucket, or its path in a local folder."
+    )
+    object_bucket: str | SkipJsonSchema[None] = omitted("The bucket written to (s3, gcs); left out for local folders.")
+    object_uri: str | SkipJsonSchema[None] = omitted(
+        "The written object's URI: s3://bucket/key, gs://bucket/key or file:///path."
+    )
+    claid_storage_uri: str | SkipJsonSchema[None] = omitted(
+        "storage://name/path of the written object: usable as the input of a later request."
+    )
+    frames_dropped: int | SkipJsonSchema[None] = omitted(
+        "Extension: frames of an animated input that were not processed (only the first is)."
+    )
 
 
-class EditResult(BaseModel):
-    input: ImageObject
-    output: OutputObject
+class EditResult(ResponseModel):
+    """A sync edit's result."""
+
+    input: ImageObject = Field(..., description="The input image as read.")
+    output: OutputObject = Field(..., description="The output image as written, and where it is.")
+
+
+class EditResponse(Data[EditResult]):
+    """``POST /v1/image/edit`` and ``/upload``: ``{"data": {"input", "output"}}``."""
+
+    data: EditResult = Field(..., description="The edit's input and output.")

@@ -1,15 +1,69 @@
-"""Turn pydantic validation failures into the contract's 422 (code 9000, per-field details)."""
+"""The error envelope: its models (for the OpenAPI document), and pydantic failures turned into the contract's
+422 (code 9000, per-field details). The bodies themselves are built by :meth:`RetouchError.envelope`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retouch.errors import ValidationFailed
 
-__all__ = ["validate", "validation_failed"]
+__all__ = ["ErrorEnvelope", "ErrorSummary", "RateLimitEnvelope", "validate", "validation_failed"]
+
+
+class ErrorSummary(BaseModel):
+    """Code, type and message of an error: the 429 body nests these under ``detail`` (as Claid does)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error_code: str = Field(
+        ...,
+        description="The contract's code, a string of digits: 9000 validation, 3001-3003 image, 4001 storage, "
+        "4002 web, 111/112 auth, 4040 not found, 4090 conflict, 4130 too large, 2001 rate limit, 5000 internal.",
+        examples=["9000"],
+    )
+    error_type: str = Field(
+        ...,
+        description="The family of the error: validation, image, storage, web, auth or general.",
+        examples=["validation"],
+    )
+    error_message: str = Field(
+        ...,
+        description="What went wrong, for a person; safe to show (never credentials or internal paths).",
+        examples=[
+            'operations.resizing.width: expected a whole number of pixels, "auto" or a percentage like '
+            "\"50%\" for `width` but received 'x'."
+        ],
+    )
+
+
+class ErrorEnvelope(ErrorSummary):
+    """The body of every error answer but the 429: ``{error_code, error_type, error_message, error_details}``."""
+
+    error_details: dict[str, list[str]] = Field(
+        ...,
+        description="Validation errors: each dotted field path (`operations.resizing.width`) mapped to its "
+        "messages; `{}` for the other errors.",
+        examples=[
+            {
+                "operations.resizing.width": [
+                    'expected a whole number of pixels, "auto" or a percentage '
+                    "like \"50%\" for `width` but received 'x'"
+                ]
+            }
+        ],
+    )
+
+
+class RateLimitEnvelope(BaseModel):
+    """The 429 body: ``{"detail": {error_code: "2001", error_type, error_message}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detail: ErrorSummary = Field(..., description="The error, without `error_details`.")
+
 
 #: An error answer never grows with the request: each message is cut to this many characters (an 800 KB
 #: `padding` used to come back twice in a 1.6 MB body) and at most this many fields are listed.

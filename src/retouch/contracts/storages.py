@@ -5,12 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from retouch.contracts.common import Strict
+from retouch.contracts.responses import Data, ResponseModel, omitted
 from retouch.errors import ValidationFailed
 
-__all__ = ["STORAGE_TYPES", "Credentials", "StorageIn", "StorageOut", "StorageParameters", "StorageUpdate"]
+__all__ = [
+    "STORAGE_TYPES",
+    "Credentials",
+    "CredentialsOut",
+    "StorageIn",
+    "StorageListResponse",
+    "StorageOut",
+    "StorageParameters",
+    "StorageParametersOut",
+    "StorageResponse",
+    "StorageTypesResponse",
+    "StorageUpdate",
+]
 
 STORAGE_TYPES = ("web_folder", "s3", "gcs", "local")
 StorageType = Literal["web_folder", "s3", "gcs", "local"]
@@ -115,9 +129,48 @@ class StorageUpdate(Strict):
     parameters: dict[str, Any] | None = Field(None, description="Any subset; nested fields optional.")
 
 
-class StorageOut(BaseModel):
-    id: int
-    name: str
-    type: str
-    parameters: dict[str, Any]
-    created_at: datetime
+class CredentialsOut(ResponseModel):
+    access_key: str = Field(..., description="The access key (S3) or HMAC key id (GCS); the secret is never returned.")
+
+
+class StorageParametersOut(ResponseModel):
+    """A storage's parameters as answers show them: only those of its type, and never a secret."""
+
+    path: str | SkipJsonSchema[None] = omitted(
+        "s3/gcs: the folder inside the bucket ('' for the root); local: the folder."
+    )
+    bucket: str | SkipJsonSchema[None] = omitted("s3/gcs: the bucket.")
+    credentials: CredentialsOut | SkipJsonSchema[None] = omitted("s3/gcs: the access key, when HMAC keys were given.")
+    endpoint_url: str | SkipJsonSchema[None] = omitted(
+        "s3/gcs (extension): the S3-compatible or emulator endpoint, when one was given."
+    )
+    region: str | SkipJsonSchema[None] = omitted("s3 (extension): the region, when one was given.")
+    base_url: str | SkipJsonSchema[None] = omitted("web_folder: the base URL.")
+
+
+class StorageOut(ResponseModel):
+    """A connected storage."""
+
+    id: int = Field(..., description="The storage's id, for GET, PATCH and DELETE /v1/storage/storages/{id}.")
+    name: str = Field(..., description="Unique per account; used in storage://name/path.")
+    type: StorageType = Field(..., description="s3 | gcs | web_folder | local.")
+    parameters: StorageParametersOut = Field(..., description="The parameters, without secrets.")
+    created_at: datetime = Field(..., description="When the storage was connected (UTC).")
+
+
+class StorageResponse(Data[StorageOut]):
+    """One storage: ``{"data": {...}}``."""
+
+    data: StorageOut = Field(..., description="The storage.")
+
+
+class StorageListResponse(Data[list[StorageOut]]):
+    """The account's storages, oldest first: ``{"data": [...]}``."""
+
+    data: list[StorageOut] = Field(..., description="The storages, oldest first.")
+
+
+class StorageTypesResponse(Data[list[StorageType]]):
+    """``{"data": ["web_folder", "s3", "gcs", "local"]}``."""
+
+    data: list[StorageType] = Field(..., description="The storage types this server supports.")
