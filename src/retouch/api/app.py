@@ -12,11 +12,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retouch import __version__
 from retouch.api.gate import Gate, bearer_key
+from retouch.api.openapi import install_openapi
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
 from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
 from retouch.contracts.envelopes import validation_failed
@@ -129,8 +131,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         title="retouch",
         version=__version__,
         description="Self-hosted image editing with the Claid.ai API contract. Every success body is "
-        '`{"data": ...}`; every error is `{error_code, error_type, error_message, error_details}`.',
+        '`{"data": ...}`; every error is `{error_code, error_type, error_message, error_details}` (the 429 nests it '
+        "under `detail`), and every answer carries `x-request-id`. Routes under `/v1-beta1` are the same as under "
+        "`/v1`. Authenticate with `Authorization: Bearer <key>` (`retouch keys create`).",
         lifespan=lifespan,
+        # operationId = the route function's name (edit, get_batch, ...): what a generated client calls it.
+        generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
     if service is not None:
@@ -172,7 +178,12 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.include_router(webhook.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
+    install_openapi(app)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def _bad_json() -> RetouchError:

@@ -18,6 +18,7 @@ from fastapi import Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
+from retouch.api.openapi import UPLOAD_DATA_EXAMPLE
 from retouch.errors import LimitExceeded, ValidationFailed
 from retouch.handoff import Handoff
 
@@ -43,6 +44,7 @@ OPENAPI = {
                         "data": {
                             "type": "string",
                             "description": 'JSON: {"operations": {...}, "output": ...}: an edit request without input.',
+                            "examples": [UPLOAD_DATA_EXAMPLE],
                         },
                     },
                 }

@@ -6,13 +6,14 @@ import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Request
 
 from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
+from retouch.api.openapi import EDIT_EXAMPLES, errors
 from retouch.api.upload import OPENAPI as UPLOAD_OPENAPI
 from retouch.api.upload import read_upload
-from retouch.contracts.edit import EditRequest, UploadData
+from retouch.contracts.edit import EditRequest, EditResponse, UploadData
 from retouch.contracts.envelopes import validate
 from retouch.errors import ValidationFailed
 from retouch.service import Service
@@ -22,15 +23,35 @@ router = APIRouter(tags=["image editing"])
 ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
 Svc = Annotated[Service, Depends(get_service)]
 
+#: What can go wrong with an edit, besides the request's shape.
+EDIT_422 = (
+    "Or the image cannot be edited: not an image we read, truncated or corrupt (3001), over a limit of bytes or "
+    "megapixels (3002), an operation this installation cannot perform (3003); or the output would overwrite "
+    "its own input (9000)."
+)
 
-@router.post("/image/edit", summary="Edit one image and wait for the result")
-async def edit(body: EditRequest, principal: ImageEditing, service: Svc) -> dict[str, Any]:
+
+@router.post(
+    "/image/edit",
+    summary="Edit one image and wait for the result",
+    response_model=EditResponse,
+    response_model_exclude_unset=True,
+    responses=errors(400, 401, 403, 413, 422, 429, 500, notes={422: EDIT_422}),
+)
+async def edit(
+    body: Annotated[EditRequest, Body(openapi_examples=EDIT_EXAMPLES)], principal: ImageEditing, service: Svc
+) -> dict[str, Any]:
     """Fetch `input`, apply `operations`, write `output`; answers `{"data": {"input", "output"}}`."""
     return {"data": await service.edit(principal.account_id, body)}
 
 
 @router.post(
-    "/image/edit/upload", summary="Edit an uploaded image and wait for the result", openapi_extra=UPLOAD_OPENAPI
+    "/image/edit/upload",
+    summary="Edit an uploaded image and wait for the result",
+    openapi_extra=UPLOAD_OPENAPI,
+    response_model=EditResponse,
+    response_model_exclude_unset=True,
+    responses=errors(400, 401, 403, 422, 429, 500, notes={422: EDIT_422 + " An upload over the byte limit is 3002."}),
 )
 async def upload(request: Request, principal: ImageEditing, service: Svc) -> dict[str, Any]:
     """Multipart: `file` (the image; its file name becomes the output's name) and `data` (JSON:

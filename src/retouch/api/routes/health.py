@@ -9,17 +9,33 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from retouch.api.deps import get_service
+from retouch.api.openapi import errors
+from retouch.contracts.responses import HealthResponse, ReadinessResponse
 from retouch.service import Service
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get(
+    "/healthz",
+    summary="The process is up",
+    response_model=HealthResponse,
+    response_model_exclude_unset=True,
+    responses=errors(429, 500),
+)
 def healthz() -> dict[str, Any]:
     return {"data": {"status": "ok"}}
 
 
-@router.get("/readyz", summary="Database reachable, workers can start, image library loaded")
+@router.get(
+    "/readyz",
+    summary="Database reachable, workers can start, image library loaded",
+    response_model=ReadinessResponse,
+    responses={
+        503: {"model": ReadinessResponse, "description": "Not ready: the same body, with `status: error`."},
+        **errors(429, 500),
+    },
+)
 def readyz(service: Annotated[Service, Depends(get_service)]) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -36,4 +52,5 @@ def readyz(service: Annotated[Service, Depends(get_service)]) -> JSONResponse:
         checks["libvips"] = f"error: {type(exc).__name__}"
     checks["workers"] = f"ok {service.worker_count}"
     ok = all(v.startswith("ok") for v in checks.values())
+    # A JSONResponse, for its status; ReadinessResponse above is what the document shows of it.
     return JSONResponse({"data": {"status": "ok" if ok else "error", "checks": checks}}, status_code=200 if ok else 503)

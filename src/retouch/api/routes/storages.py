@@ -9,8 +9,17 @@ from fastapi import APIRouter, Body, Depends
 
 from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
+from retouch.api.openapi import STORAGE_EXAMPLES, STORAGE_UPDATE_EXAMPLES, errors
 from retouch.contracts.envelopes import validate
-from retouch.contracts.storages import STORAGE_TYPES, StorageIn, StorageUpdate
+from retouch.contracts.responses import Deleted
+from retouch.contracts.storages import (
+    STORAGE_TYPES,
+    StorageIn,
+    StorageListResponse,
+    StorageResponse,
+    StorageTypesResponse,
+    StorageUpdate,
+)
 from retouch.service import Service
 
 router = APIRouter(prefix="/storage", tags=["storage connectors"])
@@ -18,28 +27,80 @@ router = APIRouter(prefix="/storage", tags=["storage connectors"])
 StorageScope = Annotated[Principal, Depends(require("storage"))]
 Svc = Annotated[Service, Depends(get_service)]
 
+_NOT_FOUND = {404: '"Storage not found.": no storage with this id in this account.'}
+_CONFLICT = {
+    409: "A storage with this name exists already, or a `local` folder overlaps another account's.",
+    400: "Or the storage cannot be used as given (4001), e.g. a local folder outside RETOUCH_LOCAL_STORAGE_ROOTS.",
+}
 
-@router.get("/storage-types", summary="The storage types this server supports")
+#: PATCH reads its body as a dict and checks it itself (StorageUpdate): the document shows that model.
+_UPDATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/StorageUpdate"},
+                "examples": STORAGE_UPDATE_EXAMPLES,
+            }
+        },
+    }
+}
+
+
+@router.get(
+    "/storage-types",
+    summary="The storage types this server supports",
+    response_model=StorageTypesResponse,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 429, 500),
+)
 def storage_types(principal: StorageScope) -> dict[str, Any]:
     return {"data": list(STORAGE_TYPES)}
 
 
-@router.get("/storages", summary="The account's storages (secrets are never returned)")
+@router.get(
+    "/storages",
+    summary="The account's storages (secrets are never returned)",
+    response_model=StorageListResponse,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 429, 500),
+)
 async def list_storages(principal: StorageScope, service: Svc) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.storages.list, principal.account_id)}
 
 
-@router.post("/storages", summary="Connect a storage")
-async def create_storage(body: StorageIn, principal: StorageScope, service: Svc) -> dict[str, Any]:
+@router.post(
+    "/storages",
+    summary="Connect a storage",
+    response_model=StorageResponse,
+    response_model_exclude_unset=True,
+    responses=errors(400, 401, 403, 409, 413, 422, 429, 500, notes=_CONFLICT),
+)
+async def create_storage(
+    body: Annotated[StorageIn, Body(openapi_examples=STORAGE_EXAMPLES)], principal: StorageScope, service: Svc
+) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.storages.create, principal.account_id, body)}
 
 
-@router.get("/storages/{storage_id}", summary="One storage")
+@router.get(
+    "/storages/{storage_id}",
+    summary="One storage",
+    response_model=StorageResponse,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 422, 429, 500, notes=_NOT_FOUND),
+)
 async def get_storage(storage_id: int, principal: StorageScope, service: Svc) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.storages.get, principal.account_id, storage_id)}
 
 
-@router.patch("/storages/{storage_id}", summary="Change a storage (any subset of name, type, parameters)")
+@router.patch(
+    "/storages/{storage_id}",
+    summary="Change a storage (any subset of name, type, parameters)",
+    response_model=StorageResponse,
+    response_model_exclude_unset=True,
+    responses=errors(400, 401, 403, 404, 409, 413, 422, 429, 500, notes=_NOT_FOUND | _CONFLICT),
+    openapi_extra=_UPDATE_BODY,
+)
 async def update_storage(
     storage_id: int, principal: StorageScope, service: Svc, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
@@ -48,7 +109,13 @@ async def update_storage(
     return {"data": await asyncio.to_thread(service.storages.update, principal.account_id, storage_id, fields)}
 
 
-@router.delete("/storages/{storage_id}", summary="Disconnect a storage (the bucket or folder is not touched)")
+@router.delete(
+    "/storages/{storage_id}",
+    summary="Disconnect a storage (the bucket or folder is not touched)",
+    response_model=Deleted,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 422, 429, 500, notes=_NOT_FOUND),
+)
 async def delete_storage(storage_id: int, principal: StorageScope, service: Svc) -> dict[str, Any]:
     await asyncio.to_thread(service.storages.delete, principal.account_id, storage_id)
     return {"data": None}

@@ -8,14 +8,31 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, Response
 
 from retouch.api.deps import get_service
+from retouch.api.openapi import errors
 from retouch.errors import NotFound
 from retouch.pipeline.load import FORMATS, sniff
 from retouch.service import Service
 
 router = APIRouter(tags=["results"])
 
+_IMAGE = {
+    "description": "The image, with its format's media type (application/octet-stream when not recognised).",
+    "content": {
+        mime: {"schema": {"type": "string", "format": "binary"}}
+        for mime in [*(mime for _, mime in FORMATS.values()), "application/octet-stream"]
+    },
+}
 
-@router.get("/tmp/{token}/{name}", summary="Download a result kept for 24 h (no auth: the URL is the secret)")
+
+@router.get(
+    "/tmp/{token}/{name}",
+    summary="Download a result kept for 24 h (no auth: the URL is the secret)",
+    response_class=Response,
+    responses={
+        200: _IMAGE,
+        **errors(404, 429, 500, notes={404: '"Result not found or expired."'}),
+    },
+)
 def tmp_file(token: str, name: str, service: Annotated[Service, Depends(get_service)]) -> Response:
     found = service.tmp.fetch(token, name)
     if found is None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 
 from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
-from retouch.contracts.tasks import WebhookSettings
+from retouch.api.openapi import WEBHOOK_EXAMPLES, errors
+from retouch.contracts.responses import Deleted
+from retouch.contracts.tasks import WebhookResponse, WebhookSettings
 from retouch.errors import NotFound
 from retouch.service import Service
 from retouch.storage.url import check_url
@@ -20,7 +22,13 @@ ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
 Svc = Annotated[Service, Depends(get_service)]
 
 
-@router.get("/webhook", summary="The account's webhook (the secret is never returned)")
+@router.get(
+    "/webhook",
+    summary="The account's webhook (the secret is never returned)",
+    response_model=WebhookResponse,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 429, 500, notes={404: '"No webhook is configured."'}),
+)
 async def get_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
     hook = await asyncio.to_thread(service.webhooks.get, principal.account_id)
     if hook is None:
@@ -28,13 +36,29 @@ async def get_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
     return {"data": hook}
 
 
-@router.put("/webhook", summary="Set the webhook: url, secret, events (success, failed)")
-async def put_webhook(body: WebhookSettings, principal: ImageEditing, service: Svc) -> dict[str, Any]:
+@router.put(
+    "/webhook",
+    summary="Set the webhook: url, secret, events (success, failed)",
+    response_model=WebhookResponse,
+    response_model_exclude_unset=True,
+    responses=errors(
+        400, 401, 403, 413, 422, 429, 500, notes={400: "Here: a URL the SSRF guard refuses, e.g. a private address."}
+    ),
+)
+async def put_webhook(
+    body: Annotated[WebhookSettings, Body(openapi_examples=WEBHOOK_EXAMPLES)], principal: ImageEditing, service: Svc
+) -> dict[str, Any]:
     check_url(body.url, service.fetch_policy)  # a literal private address is refused now, not at delivery
     return {"data": await asyncio.to_thread(service.webhooks.put, principal.account_id, body)}
 
 
-@router.delete("/webhook", summary="Remove the webhook")
+@router.delete(
+    "/webhook",
+    summary="Remove the webhook",
+    response_model=Deleted,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 429, 500),
+)
 async def delete_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
     await asyncio.to_thread(service.webhooks.delete, principal.account_id)
     return {"data": None}
