@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retouch import __version__
+from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
@@ -135,6 +136,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         "under `detail`), and every answer carries `x-request-id`. Routes under `/v1-beta1` are the same as under "
         "`/v1`. Authenticate with `Authorization: Bearer <key>` (`retouch keys create`).",
         lifespan=lifespan,
+        docs_url=None,  # served offline by install_docs, not from a CDN
+        redoc_url=None,
         # operationId = the route function's name (edit, get_batch, ...): what a generated client calls it.
         generate_unique_id_function=_operation_id,
     )
@@ -178,6 +181,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.include_router(webhook.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
+    install_docs(app)
     install_openapi(app)
     return app
 
