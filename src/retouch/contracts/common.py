@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -20,6 +21,7 @@ __all__ = [
     "check_source",
     "key_problem",
     "none_is_absent",
+    "or_short_form",
     "parse_length",
     "storage_uri_problem",
 ]
@@ -149,6 +151,19 @@ def check_source(value: str, field: str) -> str:
     if problem is not None:
         raise ValueError(f"{problem} (`{field}`: {_clip(value)})")
     return value
+
+
+def or_short_form(short: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """``json_schema_extra`` for a field whose model also takes a short form (``"fit": "canvas"`` for
+    ``{"type": "canvas"}``, read by the model's ``mode="before"`` validator): the document shows both."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        members = schema.pop("anyOf", None)
+        if members is None:
+            members = [{"$ref": schema.pop("$ref")}]
+        schema["anyOf"] = [dict(short), *members]
+
+    return extra
 
 
 def none_is_absent(data: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from retouch.contracts.common import Strict, check_source
+from retouch.contracts.common import Strict, check_source, or_short_form
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 from retouch.contracts.responses import Data, ResponseModel, omitted
@@ -19,7 +19,11 @@ class UploadData(Strict):
     """The ``data`` part of an upload: an edit request without ``input``."""
 
     operations: ImageOperations = Field(default_factory=ImageOperations, description="What to do to the image.")
-    output: OutputOptions = Field(default_factory=OutputOptions, description="Format, metadata and destination.")
+    output: OutputOptions = Field(
+        default_factory=OutputOptions,
+        description="Format, metadata and destination.",
+        json_schema_extra=or_short_form({"type": "string", "description": "A storage:// destination alone."}),
+    )
 
     @field_validator("operations", "output", mode="before")
     @classmethod

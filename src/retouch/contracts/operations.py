@@ -28,6 +28,7 @@ from retouch.contracts.common import (
     Length,
     Strict,
     none_is_absent,
+    or_short_form,
     parse_length,
 )
 
@@ -159,7 +160,13 @@ class Resizing(Strict):
 
     width: Side = Field(None, description=_SIDE_DOC)
     height: Side = Field(None, description=_SIDE_DOC)
-    fit: Fit = Field(default_factory=Fit, description="crop | cover | bounds | canvas | outpaint, or an object.")
+    fit: Fit = Field(
+        default_factory=Fit,
+        description="crop | cover | bounds | canvas | outpaint, or an object.",
+        json_schema_extra=or_short_form(
+            {"type": "string", "enum": ["crop", "cover", "bounds", "canvas", "outpaint"], "description": "The type."}
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -191,7 +198,13 @@ class Hdr(Strict):
 class Adjustments(Strict):
     """Colour and light; manual values are relative to the image's current state."""
 
-    hdr: Hdr | None = Field(None, description="0–100 or {intensity, stitching}: local tone mapping.")
+    hdr: Hdr | None = Field(
+        None,
+        description="0–100 or {intensity, stitching}: local tone mapping.",
+        json_schema_extra=or_short_form(
+            {"type": "integer", "minimum": 0, "maximum": 100, "description": "The intensity (0: none)."}
+        ),
+    )
     exposure: int = Field(0, ge=-100, le=100, description="Brightness change, −100…100.")
     saturation: int = Field(0, ge=-100, le=100, description="Colourfulness change, −100…100.")
     contrast: int = Field(0, ge=-100, le=100, description="Contrast change, −100…100.")
@@ -246,8 +259,16 @@ class BlurOptions(_Subject):
 
 
 class Background(Strict):
-    remove: RemoveOptions | None = Field(None, description="true or {category, selective, clipping}.")
-    blur: BlurOptions | None = Field(None, description="true or {category, selective, type, level}.")
+    remove: RemoveOptions | None = Field(
+        None,
+        description="true or {category, selective, clipping}.",
+        json_schema_extra=or_short_form({"type": "boolean", "description": "true: with the defaults."}),
+    )
+    blur: BlurOptions | None = Field(
+        None,
+        description="true or {category, selective, type, level}.",
+        json_schema_extra=or_short_form({"type": "boolean", "description": "true: with the defaults."}),
+    )
     color: str | None = Field(
         None,
         description='"#rrggbb" or "transparent": fills removed background, canvas and padding. Default white, '

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from retouch.contracts.common import Lenient, Strict, storage_uri_problem
+from retouch.contracts.common import Lenient, Strict, or_short_form, storage_uri_problem
 
 __all__ = ["FORMAT_EXTENSIONS", "ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions"]
 
@@ -123,7 +123,11 @@ class ColorSpace(Strict):
 
 class Metadata(Strict):
     dpi: int | None = Field(None, ge=1, le=100_000, description="Resolution written into the file.")
-    color_space: ColorSpace | None = Field(None, description='"RGB" | "CMYK" | {type: "CMYK", color_profile}.')
+    color_space: ColorSpace | None = Field(
+        None,
+        description='"RGB" | "CMYK" | {type: "CMYK", color_profile}.',
+        json_schema_extra=or_short_form({"type": "string", "enum": ["RGB", "CMYK"], "description": "The type."}),
+    )
 
 
 class OutputOptions(Strict):
@@ -135,7 +139,13 @@ class OutputOptions(Strict):
         max_length=4096,
         description="storage://name/folder/ or storage://name/path/file.ext; omitted: a 24 h tmp_url.",
     )
-    format: OutputFormat = Field(default_factory=OutputFormat, description='Default "jpeg".')
+    format: OutputFormat = Field(
+        default_factory=OutputFormat,
+        description='Default "jpeg".',
+        json_schema_extra=or_short_form(
+            {"type": "string", "enum": ["jpeg", "png", "webp", "avif", "tiff"], "description": "The type."}
+        ),
+    )
     metadata: Metadata | None = Field(None, description="dpi, color_space.")
 
     @model_validator(mode="before")

@@ -42,6 +42,13 @@ class BatchInput(Strict):
         return check_source(value, "source")
 
 
+def _with_text_forms(schema: dict[str, Any]) -> None:
+    """The document shows what ``_forms`` accepts: a URI or URL as text, alone or in the list, too."""
+    ref = next(member for member in schema["anyOf"] if "$ref" in member)
+    text = {"type": "string", "description": "A storage URI (file or folder) or an http(s) URL."}
+    schema["anyOf"] = [text, ref, {"type": "array", "items": {"anyOf": [text, ref]}, "minItems": 1}]
+
+
 class BatchEditRequest(UploadData):
     """``POST /v1/image/edit/batch``: a folder, a list of files/URLs/folders, or {source, recursive}."""
 
@@ -49,6 +56,7 @@ class BatchEditRequest(UploadData):
         ...,
         description='"storage://name/folder/", a list of URIs and URLs (folders allowed), or '
         '{"source": "storage://name/folder/", "recursive": true}.',
+        json_schema_extra=_with_text_forms,
     )
 
     @field_validator("input", mode="before")
