@@ -52,7 +52,6 @@ async def _raw(request: Request) -> dict[str, Any]:
     summary="Queue one edit; poll result_url for the outcome",
     responses=_ACCEPT,
     response_model=AsyncTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def submit_async(
     request: Request,
@@ -69,7 +68,6 @@ async def submit_async(
     summary="State and result of an async edit",
     responses=_ONE_TASK,
     response_model=AsyncTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def get_async(task_id: int, principal: ImageEditing, service: Svc) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.task_view, principal.account_id, "async", task_id, 0, None)}
@@ -80,7 +78,6 @@ async def get_async(task_id: int, principal: ImageEditing, service: Svc) -> dict
     summary="Extension: cancel an async edit not yet run",
     responses=_ONE_TASK,
     response_model=AsyncTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def cancel_async(task_id: int, principal: ImageEditing, service: Svc) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.cancel, principal.account_id, "async", task_id)}
@@ -91,7 +88,6 @@ async def cancel_async(task_id: int, principal: ImageEditing, service: Svc) -> d
     summary="Edit a folder or a list of images; poll result_url",
     responses=_ACCEPT,
     response_model=BatchTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def submit_batch(
     request: Request,
@@ -108,7 +104,6 @@ async def submit_batch(
     summary="State, results and errors of a batch",
     responses=_ONE_TASK,
     response_model=BatchTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def get_batch(
     task_id: int, principal: ImageEditing, service: Svc, offset: Offset = 0, limit: Limit = None
@@ -122,7 +117,6 @@ async def get_batch(
     summary="Extension: cancel a batch (items not started are skipped)",
     responses=_ONE_TASK,
     response_model=BatchTaskResponse,
-    response_model_exclude_unset=True,
 )
 async def cancel_batch(task_id: int, principal: ImageEditing, service: Svc) -> dict[str, Any]:
     return {"data": await asyncio.to_thread(service.cancel, principal.account_id, "batch", task_id)}
