@@ -16,9 +16,11 @@ from typing import Annotated, Any, NotRequired, Required, Union, get_args, get_o
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import TypeAdapter
 from typing_extensions import is_typeddict
 
+from retouch.api.openapi import install_openapi
 from retouch.contracts.edit import EditResponse, EditResult, UploadData
 from retouch.contracts.envelopes import ErrorEnvelope, RateLimitEnvelope
 from retouch.contracts.storages import StorageOut, StorageResponse
@@ -142,6 +144,28 @@ def test_fastapi_validation_error_is_gone(document: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in text
     assert "#/components/schemas/ValidationError" not in text
     assert not {"HTTPValidationError", "ValidationError"} & set(document["components"]["schemas"])
+
+
+def test_a_route_without_its_errors_still_gets_the_envelope_for_422() -> None:
+    """The safety net for a route added without ``errors(...)``: FastAPI's own 422 names the envelope."""
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    @app.get("/files/{name}")
+    def file(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    install_openapi(app)
+    doc = app.openapi()
+    assert (
+        ref_name(doc["paths"]["/things/{thing_id}"]["get"]["responses"]["422"]["content"]["application/json"]["schema"])
+        == "ErrorEnvelope"
+    )
+    assert "422" not in doc["paths"]["/files/{name}"]["get"]["responses"]  # a plain string cannot fail
+    assert "HTTPValidationError" not in json.dumps(doc) and "ErrorEnvelope" in doc["components"]["schemas"]
 
 
 def test_every_request_body_has_an_example(document: dict[str, Any]) -> None:

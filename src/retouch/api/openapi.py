@@ -23,7 +23,7 @@ __all__ = [
     "install_openapi",
 ]
 
-#: What each error status means on any route; a route may say more (``errors(404=...)``).
+#: What each error status means on any route; a route may say more (``errors(..., notes={404: ...})``).
 _MEANING: dict[int, str] = {
     400: "The body is not valid JSON (9000), or a storage or URL cannot be used: unknown storage, missing "
     "object, wrong credentials, read-only (4001), a URL that cannot be fetched (4002).",
