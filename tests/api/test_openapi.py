@@ -10,19 +10,19 @@ import re
 import subprocess
 import sys
 import time
-import types
+import warnings
 from collections.abc import Iterator
-from typing import Annotated, Any, NotRequired, Required, Union, get_args, get_origin, get_type_hints
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import TypeAdapter
-from typing_extensions import is_typeddict
 
 from retouch.api.openapi import install_openapi
-from retouch.contracts.edit import EditResponse, EditResult, UploadData
+from retouch.contracts.edit import EditResponse, ImageObject
 from retouch.contracts.envelopes import ErrorEnvelope, RateLimitEnvelope
+from retouch.contracts.responses import UndeclaredResponseField
 from retouch.contracts.storages import StorageOut, StorageResponse
 from retouch.contracts.tasks import AsyncTask, AsyncTaskResponse, BatchTask, BatchTaskResponse, Webhook
 from retouch.errors import (
@@ -290,41 +290,18 @@ CANNED: list[tuple[Any, dict[str, Any]]] = [
 def test_models_write_the_bytes_the_service_wrote(model: Any, body: dict[str, Any]) -> None:
     # What FastAPI wrote for these dicts before, when the routes' return annotation dict[str, Any] was the model.
     before = TypeAdapter(dict[str, Any]).dump_json(body)
-    typed = TypeAdapter(model)
-    assert typed.dump_json(typed.validate_python(copy.deepcopy(body))) == before
+    assert model.model_validate(copy.deepcopy(body)).model_dump_json(exclude_unset=True).encode() == before
 
 
-def undeclared(kind: Any, value: Any, path: str = "data") -> list[str]:
-    """The keys of ``value`` (a dict the service built) that its TypedDict ``kind`` does not declare: an answer
-    would drop them."""
-    origin = get_origin(kind)
-    if origin in (Annotated, NotRequired, Required):
-        return undeclared(get_args(kind)[0], value, path)
-    if is_typeddict(kind) and isinstance(value, dict):
-        fields = get_type_hints(kind, include_extras=True)
-        found = [f"{path}.{key}" for key in value if key not in fields]
-        for key, item in value.items():
-            if key in fields:
-                found += undeclared(fields[key], item, f"{path}.{key}")
-        return found
-    if origin in (Union, types.UnionType):  # the member that fits best
-        return min((undeclared(member, value, path) for member in get_args(kind)), key=len)
-    if origin is list and isinstance(value, list):
-        return [key for i, item in enumerate(value) for key in undeclared(get_args(kind)[0], item, f"{path}[{i}]")]
-    return []
-
-
-def test_undeclared_finds_a_key_the_answer_would_drop() -> None:
-    body = CANNED[1][1]["data"]
-    assert undeclared(EditResult, body) == []
-    surprise = copy.deepcopy(body)
-    surprise["output"]["surprise"] = 1
-    assert undeclared(EditResult, surprise) == ["data.output.surprise"]
-    assert TypeAdapter(EditResult).validate_python(surprise)["output"].get("surprise") is None
+def test_an_undeclared_field_is_a_warning() -> None:
+    with pytest.warns(UndeclaredResponseField, match="surprise"):
+        ImageObject.model_validate(OUTPUT | {"surprise": 1})
 
 
 def test_the_service_dicts_declare_every_key(live: LiveApp, image_server: ImageServer) -> None:
-    """The dicts the service really builds, of every kind, fit their TypedDicts: no key is dropped from an answer."""
+    """The dicts the service really builds for the answers of tasks, storages and the webhook fit their models, with
+    no key a model does not declare. The batch views are written unchecked at run time (api/routes/tasks.py):
+    this is their check. (The other answers are checked at run time, in every test that gets one.)"""
     key = live.create_key("openapi-raw")
     principal = live.service.keys.authenticate(key)
     assert principal is not None
@@ -381,18 +358,12 @@ def test_the_service_dicts_declare_every_key(live: LiveApp, image_server: ImageS
             seen.append(
                 (AsyncTask if kind == "async" else BatchTask, service.task_view(account, kind, task_id, 0, None))
             )
-    for data, name, output in (
-        (fixture_bytes("chelsea.jpg"), "a.jpg", {}),
-        (fixture_bytes("animated.gif"), "a.gif", {"format": "png"}),
-        (fixture_bytes("coffee.jpg"), "c.jpg", {"destination": "storage://raw/out/"}),
-    ):
-        options = UploadData.model_validate({"output": output})
-        seen.append((EditResult, service.edit_result(account, None, data, name, options.operations, options.output)))
     seen += [(StorageOut, storage) for storage in service.storages.list(account)]
     seen.append((Webhook, service.webhooks.get(account)))
-    for kind, value in seen:
-        assert undeclared(kind, value) == [], (kind, value)
-        TypeAdapter(kind).validate_python(value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndeclaredResponseField)
+        for kind, value in seen:
+            kind.model_validate(value)
     # Every optional field appeared at least once (and so was checked).
     text = json.dumps([value for _, value in seen], default=str)
     for field in (
@@ -400,7 +371,6 @@ def test_the_service_dicts_declare_every_key(live: LiveApp, image_server: ImageS
         "object_key",
         "object_uri",
         "claid_storage_uri",
-        "frames_dropped",
         "input_object",
         "last_status",
         "endpoint_url",

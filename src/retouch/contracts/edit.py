@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired
+from typing import Any
 
 from pydantic import Field, field_validator
-from typing_extensions import TypedDict
+from pydantic.json_schema import SkipJsonSchema
 
 from retouch.contracts.common import Strict, check_source, or_short_form
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
+from retouch.contracts.responses import Data, ResponseModel, omitted
 
 __all__ = ["EditRequest", "EditResponse", "EditResult", "ImageObject", "OutputObject", "UploadData"]
 
@@ -46,60 +47,48 @@ class EditRequest(UploadData):
         return check_source(value, "input")
 
 
-class ImageObject(TypedDict):
+class ImageObject(ResponseModel):
     """What an answer says about an image, the input or the output."""
 
-    ext: Annotated[str, Field(description="The format's short name: jpeg, png, webp, avif, heif, tiff, gif or bmp.")]
-    mps: Annotated[float, Field(description="Megapixels: width * height / 1,000,000, not rounded.")]
-    mime: Annotated[str, Field(description="The format's MIME type, e.g. image/jpeg.")]
-    format: Annotated[str, Field(description="The format's name in capitals, e.g. JPEG, PNG, WEBP.")]
-    width: Annotated[int, Field(description="Width in pixels.")]
-    height: Annotated[int, Field(description="Height in pixels.")]
+    ext: str = Field(..., description="The format's short name: jpeg, png, webp, avif, heif, tiff, gif or bmp.")
+    mps: float = Field(..., description="Megapixels: width * height / 1,000,000, not rounded.")
+    mime: str = Field(..., description="The format's MIME type, e.g. image/jpeg.")
+    format: str = Field(..., description="The format's name in capitals, e.g. JPEG, PNG, WEBP.")
+    width: int = Field(..., description="Width in pixels.")
+    height: int = Field(..., description="Height in pixels.")
 
 
 class OutputObject(ImageObject):
     """The written image. Where it went: ``tmp_url`` when the request named no ``output.destination``, else
     the ``object_*`` fields and ``claid_storage_uri``. A field that does not apply is left out (never null)."""
 
-    tmp_url: NotRequired[
-        Annotated[
-            str,
-            Field(
-                description="Download URL of the result, without auth (the URL is the secret), for 24 hours "
-                "(RETOUCH_TMP_RETENTION_HOURS). Only when the request named no `output.destination`."
-            ),
-        ]
-    ]
-    object_key: NotRequired[
-        Annotated[str, Field(description="The written object's key in its bucket, or its path in a local folder.")]
-    ]
-    object_bucket: NotRequired[
-        Annotated[str, Field(description="The bucket written to (s3, gcs); left out for local folders.")]
-    ]
-    object_uri: NotRequired[
-        Annotated[str, Field(description="The written object's URI: s3://bucket/key, gs://bucket/key or file:///path.")]
-    ]
-    claid_storage_uri: NotRequired[
-        Annotated[
-            str, Field(description="storage://name/path of the written object: usable as the input of a later request.")
-        ]
-    ]
-    frames_dropped: NotRequired[
-        Annotated[
-            int,
-            Field(description="Extension: frames of an animated input that were not processed (only the first is)."),
-        ]
-    ]
+    tmp_url: str | SkipJsonSchema[None] = omitted(
+        "Download URL of the result, without auth (the URL is the secret), for 24 hours "
+        "(RETOUCH_TMP_RETENTION_HOURS). Only when the request named no `output.destination`."
+    )
+    object_key: str | SkipJsonSchema[None] = omitted(
+        "The written object's key in its bucket, or its path in a local folder."
+    )
+    object_bucket: str | SkipJsonSchema[None] = omitted("The bucket written to (s3, gcs); left out for local folders.")
+    object_uri: str | SkipJsonSchema[None] = omitted(
+        "The written object's URI: s3://bucket/key, gs://bucket/key or file:///path."
+    )
+    claid_storage_uri: str | SkipJsonSchema[None] = omitted(
+        "storage://name/path of the written object: usable as the input of a later request."
+    )
+    frames_dropped: int | SkipJsonSchema[None] = omitted(
+        "Extension: frames of an animated input that were not processed (only the first is)."
+    )
 
 
-class EditResult(TypedDict):
+class EditResult(ResponseModel):
     """A sync edit's result."""
 
-    input: Annotated[ImageObject, Field(description="The input image as read.")]
-    output: Annotated[OutputObject, Field(description="The output image as written, and where it is.")]
+    input: ImageObject = Field(..., description="The input image as read.")
+    output: OutputObject = Field(..., description="The output image as written, and where it is.")
 
 
-class EditResponse(TypedDict):
+class EditResponse(Data[EditResult]):
     """``POST /v1/image/edit`` and ``/upload``: ``{"data": {"input", "output"}}``."""
 
-    data: Annotated[EditResult, Field(description="The edit's input and output.")]
+    data: EditResult = Field(..., description="The edit's input and output.")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from typing_extensions import TypedDict
+from pydantic.json_schema import SkipJsonSchema
 
 from retouch.contracts.common import Strict
+from retouch.contracts.responses import Data, ResponseModel, omitted
 from retouch.errors import ValidationFailed
 
 __all__ = [
@@ -128,52 +129,48 @@ class StorageUpdate(Strict):
     parameters: dict[str, Any] | None = Field(None, description="Any subset; nested fields optional.")
 
 
-class CredentialsOut(TypedDict):
-    access_key: Annotated[
-        str, Field(description="The access key (S3) or HMAC key id (GCS); the secret is never returned.")
-    ]
+class CredentialsOut(ResponseModel):
+    access_key: str = Field(..., description="The access key (S3) or HMAC key id (GCS); the secret is never returned.")
 
 
-class StorageParametersOut(TypedDict):
+class StorageParametersOut(ResponseModel):
     """A storage's parameters as answers show them: only those of its type, and never a secret."""
 
-    path: NotRequired[
-        Annotated[str, Field(description="s3/gcs: the folder inside the bucket ('' for the root); local: the folder.")]
-    ]
-    bucket: NotRequired[Annotated[str, Field(description="s3/gcs: the bucket.")]]
-    credentials: NotRequired[
-        Annotated[CredentialsOut, Field(description="s3/gcs: the access key, when HMAC keys were given.")]
-    ]
-    endpoint_url: NotRequired[
-        Annotated[str, Field(description="s3/gcs (extension): the S3-compatible or emulator endpoint, when given.")]
-    ]
-    region: NotRequired[Annotated[str, Field(description="s3 (extension): the region, when one was given.")]]
-    base_url: NotRequired[Annotated[str, Field(description="web_folder: the base URL.")]]
+    path: str | SkipJsonSchema[None] = omitted(
+        "s3/gcs: the folder inside the bucket ('' for the root); local: the folder."
+    )
+    bucket: str | SkipJsonSchema[None] = omitted("s3/gcs: the bucket.")
+    credentials: CredentialsOut | SkipJsonSchema[None] = omitted("s3/gcs: the access key, when HMAC keys were given.")
+    endpoint_url: str | SkipJsonSchema[None] = omitted(
+        "s3/gcs (extension): the S3-compatible or emulator endpoint, when one was given."
+    )
+    region: str | SkipJsonSchema[None] = omitted("s3 (extension): the region, when one was given.")
+    base_url: str | SkipJsonSchema[None] = omitted("web_folder: the base URL.")
 
 
-class StorageOut(TypedDict):
+class StorageOut(ResponseModel):
     """A connected storage."""
 
-    id: Annotated[int, Field(description="The storage's id, for GET, PATCH and DELETE /v1/storage/storages/{id}.")]
-    name: Annotated[str, Field(description="Unique per account; used in storage://name/path.")]
-    type: Annotated[StorageType, Field(description="s3 | gcs | web_folder | local.")]
-    parameters: Annotated[StorageParametersOut, Field(description="The parameters, without secrets.")]
-    created_at: Annotated[datetime, Field(description="When the storage was connected (UTC).")]
+    id: int = Field(..., description="The storage's id, for GET, PATCH and DELETE /v1/storage/storages/{id}.")
+    name: str = Field(..., description="Unique per account; used in storage://name/path.")
+    type: StorageType = Field(..., description="s3 | gcs | web_folder | local.")
+    parameters: StorageParametersOut = Field(..., description="The parameters, without secrets.")
+    created_at: datetime = Field(..., description="When the storage was connected (UTC).")
 
 
-class StorageResponse(TypedDict):
+class StorageResponse(Data[StorageOut]):
     """One storage: ``{"data": {...}}``."""
 
-    data: Annotated[StorageOut, Field(description="The storage.")]
+    data: StorageOut = Field(..., description="The storage.")
 
 
-class StorageListResponse(TypedDict):
+class StorageListResponse(Data[list[StorageOut]]):
     """The account's storages, oldest first: ``{"data": [...]}``."""
 
-    data: Annotated[list[StorageOut], Field(description="The storages, oldest first.")]
+    data: list[StorageOut] = Field(..., description="The storages, oldest first.")
 
 
-class StorageTypesResponse(TypedDict):
+class StorageTypesResponse(Data[list[StorageType]]):
     """``{"data": ["web_folder", "s3", "gcs", "local"]}``."""
 
-    data: Annotated[list[StorageType], Field(description="The storage types this server supports.")]
+    data: list[StorageType] = Field(..., description="The storage types this server supports.")

@@ -3,13 +3,14 @@ dashboard)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator, with_config
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from retouch.contracts.common import Strict, check_source
 from retouch.contracts.edit import ImageObject, OutputObject, UploadData
+from retouch.contracts.responses import Data, ResponseModel, omitted
 
 __all__ = [
     "AsyncTask",
@@ -103,122 +104,112 @@ class WebhookSettings(Strict):
 TaskStatus = Literal["ACCEPTED", "PROCESSING", "DONE", "ERROR", "CANCELLED"]
 
 
-class ItemResult(TypedDict):
+class ItemResult(ResponseModel):
     """One image of an async or batch task that was edited and written."""
 
-    input_object: Annotated[ImageObject, Field(description="The input image as read.")]
-    output_object: Annotated[OutputObject, Field(description="The output image as written, and where it is.")]
+    input_object: ImageObject = Field(..., description="The input image as read.")
+    output_object: OutputObject = Field(..., description="The output image as written, and where it is.")
 
 
-@with_config(ConfigDict(extra="forbid"))
-class NoResult(TypedDict):
-    """``{}``: the ``result`` of an async task that has none (yet, or because it failed)."""
+class NoResult(BaseModel):
+    """``{}``: the ``result`` of an async task that has no result (yet, or because it failed)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-class TaskError(TypedDict):
+class TaskError(ResponseModel):
     """One failure of a task: an input that could not be edited or written, or the task's own (e.g. a batch
     folder that could not be listed)."""
 
-    error: Annotated[str, Field(description="What went wrong; an item's message starts with its input (URI or URL).")]
-    created_at: Annotated[
-        str | None,
-        Field(description="When it was recorded: ISO 8601 in UTC with milliseconds, e.g. 2025-05-01T12:00:00.123Z."),
-    ]
-    input_object: NotRequired[
-        Annotated[ImageObject, Field(description="The input image, when its header could be read; left out otherwise.")]
-    ]
+    error: str = Field(..., description="What went wrong; an item's message starts with its input (URI or URL).")
+    created_at: str | None = Field(
+        ..., description="When it was recorded: ISO 8601 in UTC with milliseconds, e.g. 2025-05-01T12:00:00.123Z."
+    )
+    input_object: ImageObject | SkipJsonSchema[None] = omitted(
+        "The input image, when its header could be read; left out otherwise."
+    )
 
 
-class Progress(TypedDict):
+class Progress(ResponseModel):
     """Extension: how far a task is."""
 
-    total: Annotated[int, Field(description="Items found so far (grows while a batch's folders are listed).")]
-    done: Annotated[int, Field(description="Items edited and written.")]
-    failed: Annotated[int, Field(description="Items that failed (each is in `errors`).")]
+    total: int = Field(..., description="Items found so far (grows while a batch's folders are listed).")
+    done: int = Field(..., description="Items edited and written.")
+    failed: int = Field(..., description="Items that failed (each is in `errors`).")
 
 
-class WebhookDelivery(TypedDict):
+class WebhookDelivery(ResponseModel):
     """Extension: the delivery of the task's final state to the account's webhook."""
 
-    delivered: Annotated[bool, Field(description="The receiver answered 2xx.")]
-    attempts: Annotated[int, Field(description="Deliveries tried so far.")]
-    last_status: Annotated[
-        int | str | None,
-        Field(
-            description="The receiver's last HTTP status, or the error's name when no answer came (e.g. "
-            "ConnectError); null before the first attempt."
-        ),
-    ]
+    delivered: bool = Field(..., description="The receiver answered 2xx.")
+    attempts: int = Field(..., description="Deliveries tried so far.")
+    last_status: int | str | None = Field(
+        ...,
+        description="The receiver's last HTTP status, or the error's name when no answer came (e.g. "
+        "ConnectError); null before the first attempt.",
+    )
 
 
-class TaskView(TypedDict):
+class TaskView(ResponseModel):
     """What async and batch tasks have in common."""
 
-    id: Annotated[int, Field(description="The task's id: GET result_url to follow it.")]
-    status: Annotated[
-        TaskStatus,
-        Field(
-            description="ACCEPTED -> PROCESSING -> DONE | ERROR | CANCELLED. The answer to a POST always says "
-            "ACCEPTED. A batch is DONE only when every item succeeded."
-        ),
-    ]
-    result_url: Annotated[str, Field(description="Where to GET this task (with the same key).")]
-    created_at: Annotated[
-        str,
-        Field(
-            description="When the task was accepted: ISO 8601 in UTC with milliseconds, e.g. 2025-05-01T12:00:00.123Z."
-        ),
-    ]
-    request: Annotated[dict[str, Any], Field(description="The request body as it was sent.")]
-    errors: Annotated[list[TaskError], Field(description="Every failure so far (for a batch, paged by offset/limit).")]
-
-
-_PROGRESS = "Extension: items found, done and failed."
-_WEBHOOK = "Extension: present once a webhook delivery is due for this task."
+    id: int = Field(..., description="The task's id: GET result_url to follow it.")
+    status: TaskStatus = Field(
+        ...,
+        description="ACCEPTED -> PROCESSING -> DONE | ERROR | CANCELLED. The answer to a POST always says "
+        "ACCEPTED. A batch is DONE only when every item succeeded.",
+    )
+    result_url: str = Field(..., description="Where to GET this task (with the same key).")
+    created_at: str = Field(
+        ..., description="When the task was accepted: ISO 8601 in UTC with milliseconds, e.g. 2025-05-01T12:00:00.123Z."
+    )
+    request: dict[str, Any] = Field(..., description="The request body as it was sent.")
+    errors: list[TaskError] = Field(..., description="Every failure so far (for a batch, paged by offset/limit).")
 
 
 class AsyncTask(TaskView):
     """An async edit: ``POST /v1/image/edit/async`` and ``GET .../async/{id}``."""
 
-    result: Annotated[
-        ItemResult | NoResult, Field(description="The edited image once DONE; `{}` until then, and on ERROR.")
-    ]
-    progress: Annotated[Progress, Field(description=_PROGRESS)]
-    webhook: NotRequired[Annotated[WebhookDelivery, Field(description=_WEBHOOK)]]
+    result: ItemResult | NoResult = Field(..., description="The edited image once DONE; `{}` until then, and on ERROR.")
+    progress: Progress = Field(..., description="Extension: items found, done and failed.")
+    webhook: WebhookDelivery | SkipJsonSchema[None] = omitted(
+        "Extension: present once a webhook delivery is due for this task."
+    )
 
 
 class BatchTask(TaskView):
     """A batch: ``POST /v1/image/edit/batch`` and ``GET .../batch/{id}`` (one page of it)."""
 
-    results: Annotated[
-        list[ItemResult],
-        Field(description="Every image edited and written so far, in listing order (paged by offset/limit)."),
-    ]
-    progress: Annotated[Progress, Field(description=_PROGRESS)]
-    webhook: NotRequired[Annotated[WebhookDelivery, Field(description=_WEBHOOK)]]
+    results: list[ItemResult] = Field(
+        ..., description="Every image edited and written so far, in listing order (paged by offset/limit)."
+    )
+    progress: Progress = Field(..., description="Extension: items found, done and failed.")
+    webhook: WebhookDelivery | SkipJsonSchema[None] = omitted(
+        "Extension: present once a webhook delivery is due for this task."
+    )
 
 
-class AsyncTaskResponse(TypedDict):
+class AsyncTaskResponse(Data[AsyncTask]):
     """An async task: ``{"data": {...}}``."""
 
-    data: Annotated[AsyncTask, Field(description="The task.")]
+    data: AsyncTask = Field(..., description="The task.")
 
 
-class BatchTaskResponse(TypedDict):
+class BatchTaskResponse(Data[BatchTask]):
     """A batch task, or one page of its results and errors: ``{"data": {...}}``."""
 
-    data: Annotated[BatchTask, Field(description="The task.")]
+    data: BatchTask = Field(..., description="The task.")
 
 
-class Webhook(TypedDict):
+class Webhook(ResponseModel):
     """The account's webhook (the secret is write-only)."""
 
-    url: Annotated[str, Field(description="The endpoint that receives the task's GET body when a task ends.")]
-    events: Annotated[list[Literal["success", "failed"]], Field(description="success (DONE) and/or failed (ERROR).")]
-    secret_set: Annotated[bool, Field(description="Deliveries are signed (X-Claid-Hmac-SHA256).")]
+    url: str = Field(..., description="The endpoint that receives the task's GET body when a task ends.")
+    events: list[Literal["success", "failed"]] = Field(..., description="success (DONE) and/or failed (ERROR).")
+    secret_set: bool = Field(..., description="Deliveries are signed (X-Claid-Hmac-SHA256).")
 
 
-class WebhookResponse(TypedDict):
+class WebhookResponse(Data[Webhook]):
     """``{"data": {url, events, secret_set}}``."""
 
-    data: Annotated[Webhook, Field(description="The webhook.")]
+    data: Webhook = Field(..., description="The webhook.")

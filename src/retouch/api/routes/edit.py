@@ -35,6 +35,7 @@ EDIT_422 = (
     "/image/edit",
     summary="Edit one image and wait for the result",
     response_model=EditResponse,
+    response_model_exclude_unset=True,
     responses=errors(400, 401, 403, 413, 422, 429, 500, notes={422: EDIT_422}),
 )
 async def edit(
@@ -49,6 +50,7 @@ async def edit(
     summary="Edit an uploaded image and wait for the result",
     openapi_extra=UPLOAD_OPENAPI,
     response_model=EditResponse,
+    response_model_exclude_unset=True,
     responses=errors(400, 401, 403, 422, 429, 500, notes={422: EDIT_422 + " An upload over the byte limit is 3002."}),
 )
 async def upload(request: Request, principal: ImageEditing, service: Svc) -> dict[str, Any]:

@@ -20,6 +20,7 @@ router = APIRouter(tags=["health"])
     "/healthz",
     summary="The process is up",
     response_model=HealthResponse,
+    response_model_exclude_unset=True,
     responses=errors(429, 500),
 )
 def healthz() -> dict[str, Any]:

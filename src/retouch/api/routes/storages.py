@@ -51,6 +51,7 @@ _UPDATE_BODY = {
     "/storage-types",
     summary="The storage types this server supports",
     response_model=StorageTypesResponse,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 429, 500),
 )
 def storage_types(principal: StorageScope) -> dict[str, Any]:
@@ -61,6 +62,7 @@ def storage_types(principal: StorageScope) -> dict[str, Any]:
     "/storages",
     summary="The account's storages (secrets are never returned)",
     response_model=StorageListResponse,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 429, 500),
 )
 async def list_storages(principal: StorageScope, service: Svc) -> dict[str, Any]:
@@ -71,6 +73,7 @@ async def list_storages(principal: StorageScope, service: Svc) -> dict[str, Any]
     "/storages",
     summary="Connect a storage",
     response_model=StorageResponse,
+    response_model_exclude_unset=True,
     responses=errors(400, 401, 403, 409, 413, 422, 429, 500, notes=_CONFLICT),
 )
 async def create_storage(
@@ -83,6 +86,7 @@ async def create_storage(
     "/storages/{storage_id}",
     summary="One storage",
     response_model=StorageResponse,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 404, 422, 429, 500, notes=_NOT_FOUND),
 )
 async def get_storage(storage_id: int, principal: StorageScope, service: Svc) -> dict[str, Any]:
@@ -93,6 +97,7 @@ async def get_storage(storage_id: int, principal: StorageScope, service: Svc) ->
     "/storages/{storage_id}",
     summary="Change a storage (any subset of name, type, parameters)",
     response_model=StorageResponse,
+    response_model_exclude_unset=True,
     responses=errors(400, 401, 403, 404, 409, 413, 422, 429, 500, notes=_NOT_FOUND | _CONFLICT),
     openapi_extra=_UPDATE_BODY,
 )
@@ -108,6 +113,7 @@ async def update_storage(
     "/storages/{storage_id}",
     summary="Disconnect a storage (the bucket or folder is not touched)",
     response_model=Deleted,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 404, 422, 429, 500, notes=_NOT_FOUND),
 )
 async def delete_storage(storage_id: int, principal: StorageScope, service: Svc) -> dict[str, Any]:

@@ -26,6 +26,7 @@ Svc = Annotated[Service, Depends(get_service)]
     "/webhook",
     summary="The account's webhook (the secret is never returned)",
     response_model=WebhookResponse,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 404, 429, 500, notes={404: '"No webhook is configured."'}),
 )
 async def get_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
@@ -39,6 +40,7 @@ async def get_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
     "/webhook",
     summary="Set the webhook: url, secret, events (success, failed)",
     response_model=WebhookResponse,
+    response_model_exclude_unset=True,
     responses=errors(
         400, 401, 403, 413, 422, 429, 500, notes={400: "Here: a URL the SSRF guard refuses, e.g. a private address."}
     ),
@@ -54,6 +56,7 @@ async def put_webhook(
     "/webhook",
     summary="Remove the webhook",
     response_model=Deleted,
+    response_model_exclude_unset=True,
     responses=errors(401, 403, 429, 500),
 )
 async def delete_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
