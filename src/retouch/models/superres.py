@@ -122,8 +122,7 @@ def _spec(name: str) -> _Spec:
 
 def _model_dir() -> tuple[Path, str]:
     """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else the carrier's ``models``; plus a public label."""
-    # ``configure(overrides=...)`` (worker settings) wins over the environment, as in ``model_file``.
-    override = models._overrides.get("WAIFU2X") or os.environ.get("RETOUCH_MODEL_WAIFU2X")
+    override = models.override_for("WAIFU2X")  # Settings.model_waifu2x, given to models.configure at start
     if override:
         path = Path(override)
         if not path.is_dir():

@@ -7,10 +7,11 @@ models land; this module decides the fill colour all other steps use.
 from __future__ import annotations
 
 from retouch.contracts.operations import ImageOperations
+from retouch.formats import FORMATS, OUTPUT_FORMATS
 
 __all__ = ["ALPHA_FORMATS", "fill_color"]
 
-ALPHA_FORMATS = frozenset({"png", "webp", "avif", "tiff"})
+ALPHA_FORMATS = frozenset(ext for ext in OUTPUT_FORMATS if FORMATS[ext].alpha)
 WHITE = (255, 255, 255, 255)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.api.upload import OPENAPI as UPLOAD_OPENAPI
 from retouch.api.upload import read_upload
@@ -16,6 +15,7 @@ from retouch.contracts.edit import EditRequest, UploadData
 from retouch.contracts.envelopes import validate
 from retouch.errors import ValidationFailed
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["image editing"])
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.contracts.envelopes import validate
 from retouch.contracts.storages import STORAGE_TYPES, StorageIn, StorageUpdate
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(prefix="/storage", tags=["storage connectors"])
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.contracts.edit import EditRequest
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["async and batch"])
 

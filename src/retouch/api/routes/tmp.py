@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse, Response
 
 from retouch.api.deps import get_service
 from retouch.errors import NotFound
-from retouch.pipeline.load import FORMATS, sniff
+from retouch.formats import mime_type
+from retouch.pipeline.load import sniff
 from retouch.service import Service
 
 router = APIRouter(tags=["results"])
@@ -23,7 +24,7 @@ def tmp_file(token: str, name: str, service: Annotated[Service, Depends(get_serv
     headers = {"Cache-Control": "private, max-age=86400"}
     if isinstance(found, bytes):
         ext = sniff(found[:32])
-        return Response(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
+        return Response(found, media_type=mime_type(ext) if ext else "application/octet-stream", headers=headers)
     with found.open("rb") as handle:
         ext = sniff(handle.read(32))
-    return FileResponse(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
+    return FileResponse(found, media_type=mime_type(ext) if ext else "application/octet-stream", headers=headers)

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.contracts.tasks import WebhookSettings
 from retouch.errors import NotFound
 from retouch.service import Service
 from retouch.storage.url import check_url
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["webhooks"])
 
