@@ -12,12 +12,13 @@ from collections.abc import Callable
 import pyvips
 
 from retouch.pipeline.adjust import adjust, sharpen
+from retouch.pipeline.blur_background import blur_background
 from retouch.pipeline.colour import to_srgb
-from retouch.pipeline.cutout import blur_background, remove_background
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
 from retouch.pipeline.frame import frame
 from retouch.pipeline.privacy import blur_plates
+from retouch.pipeline.remove_background import remove_background
 from retouch.pipeline.restore import polish
 
 __all__ = ["STEPS", "Step"]
