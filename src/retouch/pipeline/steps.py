@@ -17,9 +17,9 @@ from retouch.pipeline.colour import to_srgb
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
 from retouch.pipeline.frame import frame
+from retouch.pipeline.polish import polish
 from retouch.pipeline.privacy import blur_plates
 from retouch.pipeline.remove_background import remove_background
-from retouch.pipeline.restore import polish
 
 __all__ = ["STEPS", "Step"]
 
