@@ -29,10 +29,10 @@ from retouch.allocator import tune_malloc
 from retouch.database import make_engine
 from retouch.errors import FetchError, RetouchError
 from retouch.inputs import InputReader, fetch_policy
+from retouch.net import guarded_client
 from retouch.settings import Settings
 from retouch.storage.catalog import StorageCatalog
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import guarded_client
 
 __all__ = ["DownloadProcess"]
 

@@ -11,11 +11,11 @@ from typing import BinaryIO
 import httpx
 
 from retouch.errors import LimitExceeded, StorageError
+from retouch.net import FetchPolicy, fetch
 from retouch.settings import Settings
 from retouch.storage.base import ObjectMissing, retry
 from retouch.storage.catalog import StorageCatalog
 from retouch.storage.registry import parse_storage_uri
-from retouch.storage.url import FetchPolicy, fetch
 
 __all__ = ["InputReader", "fetch_policy"]
 

@@ -40,6 +40,7 @@ from retouch.jobs.models import Task
 from retouch.jobs.runner import drain_commits, init_worker
 from retouch.jobs.store import ItemSpec, TaskStore
 from retouch.jobs.webhooks import WebhookSender, WebhookStore
+from retouch.net import guarded_client
 from retouch.pipeline import Encoded, run
 from retouch.pipeline.load import FORMATS
 from retouch.settings import Limits, Settings
@@ -48,7 +49,6 @@ from retouch.storage.catalog import StorageCatalog
 from retouch.storage.local import LocalConnector
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import guarded_client
 from retouch.tmpstore import SharedTmpStore, TmpStore
 
 __all__ = ["Service", "check_available", "edit_bytes", "image_object", "output_name"]

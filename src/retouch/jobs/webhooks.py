@@ -26,9 +26,9 @@ from retouch.database import utcnow
 from retouch.errors import RetouchError
 from retouch.jobs.models import Task, WebhookRow
 from retouch.jobs.store import TaskStore, rowcount
+from retouch.net import FetchPolicy, check_url
 from retouch.settings import Settings
 from retouch.storage.secrets import SecretBox
-from retouch.storage.url import FetchPolicy, check_url
 
 __all__ = ["WebhookSender", "WebhookStore", "sign"]
 

@@ -11,8 +11,8 @@ from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.contracts.tasks import WebhookSettings
 from retouch.errors import NotFound
+from retouch.net import check_url
 from retouch.service import Service
-from retouch.storage.url import check_url
 
 router = APIRouter(tags=["webhooks"])
 
