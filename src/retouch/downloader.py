@@ -29,9 +29,9 @@ from retouch.allocator import tune_malloc
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
 from retouch.inputs import InputReader, fetch_policy
+from retouch.net import guarded_client
 from retouch.settings import Settings
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import guarded_client
 from retouch.stores.db import make_engine
 from retouch.stores.storages import StorageCatalog
 

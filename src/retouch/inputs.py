@@ -12,10 +12,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from retouch.errors import LimitExceeded, RetouchError, StorageError
+from retouch.net import FetchPolicy, fetch
 from retouch.settings import Settings
 from retouch.storage.base import ObjectMissing, retry
 from retouch.storage.registry import parse_storage_uri
-from retouch.storage.url import FetchPolicy, fetch
 from retouch.stores.storages import StorageCatalog
 
 __all__ = ["InputReader", "fetch_policy"]

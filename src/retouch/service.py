@@ -29,9 +29,9 @@ from retouch.formats import guess_ext, name_from_url, output_name
 from retouch.handoff import Handoff
 from retouch.jobs.lister import Lister, queue_for
 from retouch.jobs.listing import relative_inside
+from retouch.net import FetchPolicy
 from retouch.settings import Limits, Settings
 from retouch.storage.registry import parse_storage_uri
-from retouch.storage.url import FetchPolicy
 from retouch.stores.accounts import KeyStore
 from retouch.stores.storages import StorageCatalog
 from retouch.stores.tasks import ItemSpec, TaskStore

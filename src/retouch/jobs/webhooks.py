@@ -22,8 +22,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from retouch.errors import RetouchError
+from retouch.net import FetchPolicy, check_url
 from retouch.settings import Settings
-from retouch.storage.url import FetchPolicy, check_url
 from retouch.stores.tables import Task, utcnow
 from retouch.stores.tasks import TaskStore, rowcount
 from retouch.stores.webhooks import WebhookStore

@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 from retouch.allocator import tune_malloc
 from retouch.errors import RetouchError
 from retouch.inputs import InputReader, fetch_policy
+from retouch.net import FetchPolicy, guarded_client
 from retouch.pipeline import configure_vips
 from retouch.settings import Limits, Settings
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import FetchPolicy, guarded_client
 from retouch.stores.db import make_engine
 from retouch.stores.storages import StorageCatalog
 from retouch.stores.tables import Account

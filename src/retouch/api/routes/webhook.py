@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends
 from retouch.api.deps import get_service, require
 from retouch.contracts.tasks import WebhookSettings
 from retouch.errors import NotFound
+from retouch.net import check_url
 from retouch.service import Service
-from retouch.storage.url import check_url
 from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["webhooks"])

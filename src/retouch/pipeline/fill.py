@@ -1,7 +1,7 @@
-"""Background colour: what fills canvas and padding, and what alpha is flattened onto.
+"""Fill colour (``background.color``): what fills canvas and padding, and what alpha is flattened onto.
 
-The AI parts of ``background`` (remove, blur) are refused before the pipeline runs until their
-models land; this module decides the fill colour all other steps use.
+Decided once per edit and read by every step that paints (``Edit.fill``). The AI parts of
+``background`` (remove, blur) are the ``remove_background`` step.
 """
 
 from __future__ import annotations
