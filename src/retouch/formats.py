@@ -8,6 +8,7 @@ result — reads it here, so adding a format is one row. Pure data: no pyvips, n
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -22,6 +23,7 @@ __all__ = [
     "name_from_url",
     "output_format_for",
     "output_name",
+    "unique_name",
 ]
 
 
@@ -101,3 +103,15 @@ def name_from_url(raw_path: str) -> str:
     segment = segment.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in segment if ch.isprintable()).strip()
     return name if name not in ("", ".", "..") else _DEFAULT_NAME
+
+
+def unique_name(name: str, is_taken: Callable[[str], bool]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``... when it is taken: two inputs of one batch (a.jpg and a.png
+    written as JPEG) never write the same output."""
+    if not is_taken(name):
+        return name
+    path = PurePosixPath(name)
+    n = 2
+    while is_taken(candidate := str(path.with_name(f"{path.stem}-{n}{path.suffix}"))):
+        n += 1
+    return candidate

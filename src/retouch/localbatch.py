@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from retouch.contracts.edit import EditResult, UploadData
 from retouch.errors import RetouchError
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
-from retouch.formats import guess_ext, output_name
+from retouch.formats import guess_ext, output_name, unique_name
 from retouch.settings import Settings
 from retouch.storage.base import is_image_key
 from retouch.storage.local import LocalConnector
@@ -74,12 +74,7 @@ def plan_batch(in_dir: Path, out_dir: Path, recursive: bool, out_format: str) ->
             continue  # an output folder inside the input folder: earlier outputs are not inputs
         rel = PurePosixPath(info.key)
         name = output_name(rel.name, guess_ext(rel.name), out_format)
-        target = str(rel.parent / name) if str(rel.parent) != "." else name
-        n = 2
-        base = PurePosixPath(target)
-        while target in taken:
-            target = str(base.with_name(f"{base.stem}-{n}{base.suffix}"))
-            n += 1
+        target = unique_name(str(rel.parent / name) if str(rel.parent) != "." else name, taken.__contains__)
         taken.add(target)
         yield in_dir / info.key, out_dir / target
 

@@ -7,16 +7,15 @@ state through one conditional update, so exactly one caller wins and schedules t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from retouch.errors import NotFound
+from retouch.formats import unique_name
 from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus, WebhookRow, utcnow
 
 
@@ -46,16 +45,6 @@ class ItemWork:
     source: str
     output_rel: str
     request: dict[str, Any]
-
-
-def _unique(name: str, is_taken: Callable[[str], bool]) -> str:
-    if not is_taken(name):
-        return name
-    path = PurePosixPath(name)
-    n = 2
-    while is_taken(candidate := str(path.with_name(f"{path.stem}-{n}{path.suffix}"))):
-        n += 1
-    return candidate
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -219,7 +208,7 @@ class TaskStore:
                 if spec.source in existing:
                     continue
                 existing.add(spec.source)
-                rel = _unique(spec.output_rel, is_taken)
+                rel = unique_name(spec.output_rel, is_taken)
                 taken.add(rel)
                 new.append(
                     Item(task_id=task_id, seq=first_seq + offset, source=spec.source, output_rel=rel, queue=queue)
