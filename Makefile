@@ -27,12 +27,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The contract fuzz with the long Hypothesis profile (3,000 examples per property, ~15 min); `make test` runs 120.
 fuzz: $(STAMP)

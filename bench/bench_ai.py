@@ -65,8 +65,8 @@ def _input(size: str, folder: Path) -> Path:
 def _one(op: str, size: str, folder: Path, repeats: int) -> dict[str, Any]:
     """Runs in a child process: warm-up (model load), then best of `repeats`."""
     import retouch
-    from retouch.jobs.runner import init_worker
     from retouch.settings import Settings
+    from retouch.work.context import init_worker
 
     # Exactly what a worker process sets up (one vips thread, every core for the models), so the
     # row is what one worker of the service costs.
@@ -114,8 +114,8 @@ MIXED = [
 def _mixed(folder: Path) -> list[dict[str, Any]]:
     """Runs in a child process set up like a worker: MIXED in order, VmHWM and VmRSS after each."""
     import retouch
-    from retouch.jobs.runner import init_worker
     from retouch.settings import Settings
+    from retouch.work.context import init_worker
 
     init_worker(Settings(home=folder / "home"))
     steps = []

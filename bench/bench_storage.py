@@ -261,7 +261,7 @@ def open_target(name: str, work: Path) -> Iterator[Target]:
             finally:
                 connector.close()
     elif name == "web_folder":
-        from retouch.storage.url import FetchPolicy
+        from retouch.net import FetchPolicy
         from retouch.storage.web_folder import WebFolderConnector
 
         folder = work / "web"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyvips
 
-from retouch.accounts import KeyStore
-from retouch.database import make_engine
+from retouch.stores.accounts import KeyStore
+from retouch.stores.db import make_engine
 from tests.conftest import FIXTURES
 
 

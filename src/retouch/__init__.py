@@ -18,15 +18,17 @@ def edit(data: bytes, operations: dict[str, Any] | None = None, output: Any = No
     :class:`retouch.pipeline.Encoded` (``.data`` holds the encoded bytes)."""
     from retouch.contracts.edit import UploadData
     from retouch.contracts.envelopes import validate
-    from retouch.service import edit_bytes
+    from retouch.pipeline import run
     from retouch.settings import Settings
+    from retouch.work.item import check_available
 
     global _limits
     request = validate(UploadData, {"operations": operations or {}, "output": output or {}})
     if _limits is None:
         # Read once: Settings() parses the environment, ~2 ms per call - 4 % of a 12 MP resize.
         _limits = Settings().limits
-    return edit_bytes(data, request.operations, request.output, _limits)
+    check_available(request.operations)
+    return run(data, request.operations, request.output, _limits)
 
 
 _limits: Any = None

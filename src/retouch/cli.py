@@ -50,9 +50,9 @@ def _ops_argument(value: str) -> dict[str, Any]:
 
 def ensure_first_key(settings: Settings) -> str | None:
     """The embedded default makes one account, its key and a `local` storage on first start."""
-    from retouch.service import Service
+    from retouch.bootstrap import open_service
 
-    service = Service(settings)
+    service = open_service(settings)
     try:
         return service.first_start()
     finally:
@@ -100,35 +100,34 @@ def edit(
     from retouch.contracts.edit import UploadData
     from retouch.contracts.envelopes import validate
     from retouch.errors import RetouchError
+    from retouch.formats import output_format_for
     from retouch.pipeline import configure_vips
-    from retouch.service import edit_bytes
-    from retouch.tmpstore import write_atomic
+    from retouch.work.context import WorkContext
+    from retouch.work.item import Failure, Job, process
 
     operations = _ops_argument(ops)
     out_opts: dict[str, Any] = _ops_argument(output_options) if output_options else {}
-    by_suffix = {
-        ".jpg": "jpeg",
-        ".jpeg": "jpeg",
-        ".png": "png",
-        ".webp": "webp",
-        ".avif": "avif",
-        ".tif": "tiff",
-        ".tiff": "tiff",
-    }
-    if "format" not in out_opts and output.suffix.lower() in by_suffix:
-        out_opts["format"] = by_suffix[output.suffix.lower()]
+    suffix_format = output_format_for(output.name)
+    if "format" not in out_opts and suffix_format is not None:
+        out_opts["format"] = suffix_format
     configure_vips()
     try:
         request = validate(UploadData, {"operations": operations, "output": out_opts})
-        result = edit_bytes(input_path.read_bytes(), request.operations, request.output, Settings().limits)
+        data = input_path.read_bytes()
     except RetouchError as exc:
         typer.echo(f"error: {exc.public_message}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: cannot read {input_path}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
-    write_atomic(output, result.data)
-    typer.echo(f"{output}: {result.width}x{result.height} {result.format}, {len(result.data)} bytes")
+    # The same unit of work as the service, with a local file for input and output.
+    job = Job(0, request.operations, request.output, data=data, name=input_path.name, out_file=output)
+    outcome = process(WorkContext.local(Settings()), job, lambda outcome: outcome)
+    if isinstance(outcome, Failure) or outcome is None:
+        typer.echo(f"error: {outcome.message if outcome is not None else 'nothing was written'}", err=True)
+        raise typer.Exit(2)
+    out = outcome.output
+    typer.echo(f"{output}: {out.width}x{out.height} {out.ext}, {output.stat().st_size} bytes")
 
 
 @app.command()
@@ -190,7 +189,7 @@ def batch(
             in_dir,
             out_dir,
             request,
-            settings.limits,
+            settings,
             recursive=recursive,
             workers=workers,
             resume=resume,
@@ -230,7 +229,7 @@ def worker(
         typer.echo(f"error: unknown queues {sorted(unknown)}; known: {', '.join(QUEUES)}", err=True)
         raise typer.Exit(2)
     if settings.engine_is_shared:
-        from retouch.database import check_schema, make_engine
+        from retouch.stores.db import check_schema, make_engine
 
         engine = make_engine(settings.resolved_database_url)
         try:
@@ -249,8 +248,8 @@ def keys_create(
     scopes: Annotated[str, typer.Option(help="Comma list of scopes.")] = "image_editing,storage",
 ) -> None:
     """Create an API key; the key alone is printed on the last line."""
-    from retouch.accounts import KeyStore
-    from retouch.database import make_engine
+    from retouch.stores.accounts import KeyStore
+    from retouch.stores.db import make_engine
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)
@@ -268,7 +267,7 @@ def keys_create(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema."""
-    from retouch.database import make_engine, upgrade
+    from retouch.stores.db import make_engine, upgrade
 
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)
@@ -284,7 +283,7 @@ def doctor() -> None:
     """Check this installation: libvips and its codecs, HEIC/BMP decoders, the database, the home folder."""
     import pyvips
 
-    from retouch.database import make_engine
+    from retouch.stores.db import make_engine
 
     settings = Settings()
     ok = True

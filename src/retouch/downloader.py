@@ -26,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from retouch.allocator import tune_malloc
-from retouch.database import make_engine
 from retouch.errors import FetchError, RetouchError
+from retouch.handoff import Handoff
 from retouch.inputs import InputReader, fetch_policy
+from retouch.net import guarded_client
 from retouch.settings import Settings
-from retouch.storage.catalog import StorageCatalog
 from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.storage.url import guarded_client
+from retouch.stores.db import make_engine
+from retouch.stores.storages import StorageCatalog
 
-__all__ = ["DownloadProcess"]
+__all__ = ["DownloadProcess", "NetworkInputs"]
 
 log = logging.getLogger("retouch.downloader")
 
@@ -178,3 +179,17 @@ class DownloadProcess:
 
     def pid(self) -> int | None:
         return self._process.pid
+
+
+class NetworkInputs:
+    """What an executor and the sync path ask of inputs: which ones cross a network, and downloading one through
+    the download process into a handoff file (written over a spare one when there is one)."""
+
+    def __init__(self, reader: InputReader, downloader: DownloadProcess, handoff: Handoff) -> None:
+        self.reader, self.downloader, self.handoff = reader, downloader, handoff
+
+    def remote_host(self, account_id: int, source: str) -> str | None:
+        return self.reader.remote_host(account_id, source)
+
+    def download_input(self, account_id: int, source: str) -> tuple[Path | bytes, str]:
+        return self.downloader.read(account_id, source, self.handoff.take_spare())

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
-from retouch.errors import LimitExceeded, StorageError
+from retouch.errors import LimitExceeded, RetouchError, StorageError
+from retouch.net import FetchPolicy, fetch
 from retouch.settings import Settings
 from retouch.storage.base import ObjectMissing, retry
-from retouch.storage.catalog import StorageCatalog
 from retouch.storage.registry import parse_storage_uri
-from retouch.storage.url import FetchPolicy, fetch
+from retouch.stores.storages import StorageCatalog
 
 __all__ = ["InputReader", "fetch_policy"]
 
@@ -36,6 +37,19 @@ class InputReader:
     #: One guarded client per process: creating one per request costs ~20 ms of CPU (TLS context, CA bundle)
     #: and loses keep-alive. httpx clients are safe to share between threads.
     client: httpx.Client
+
+    def remote_host(self, account_id: int, source: str) -> str | None:
+        """The key an input's downloads are limited by when its bytes cross a network (an http(s) origin's host,
+        or a cloud storage); None for local files, which the worker reads itself."""
+        if source.startswith(("http://", "https://")):
+            return "url:" + urlsplit(source).netloc.rsplit("@", 1)[-1].lower()
+        try:
+            uri = parse_storage_uri(source)
+            if uri.is_folder or self.storages.connector(account_id, uri.name).kind == "local":
+                return None
+        except RetouchError:
+            return None  # the job itself will say what is wrong with it
+        return f"storage:{account_id}:{uri.name}"
 
     def read(self, account_id: int, source: str, sink: BinaryIO | None = None) -> tuple[bytes, str]:
         """Bytes and file name of an input. With ``sink``, the body is written into it instead (the bytes

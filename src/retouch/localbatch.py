@@ -13,16 +13,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from retouch.allocator import tune_malloc
-from retouch.contracts.edit import UploadData
+from retouch.contracts.edit import EditResult, UploadData
 from retouch.errors import RetouchError
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
-from retouch.jobs.listing import guess_ext
-from retouch.pipeline import configure_vips
-from retouch.settings import Limits
+from retouch.formats import guess_ext, output_name, unique_name
+from retouch.settings import Settings
 from retouch.storage.base import is_image_key
 from retouch.storage.local import LocalConnector
-from retouch.tmpstore import write_atomic
+from retouch.work.context import current, init_worker
+from retouch.work.item import Failure, Job, Outcome, process
 
 __all__ = ["BatchReport", "plan_batch", "run_local_batch"]
 
@@ -40,18 +39,20 @@ class BatchReport:
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
 
-def _worker_init() -> None:
-    configure_vips(threads=1)
-    tune_malloc()
+def _raise(outcome: Outcome) -> EditResult:
+    if isinstance(outcome, Failure):
+        outcome.raise_()
+    assert isinstance(outcome, EditResult)
+    return outcome
 
 
-def edit_file(source: str, target: str, request: UploadData, limits: Limits) -> tuple[int, int]:
-    """Runs in a worker: read, edit, write atomically."""
-    from retouch.service import edit_bytes
-
-    result = edit_bytes(Path(source).read_bytes(), request.operations, request.output, limits)
-    write_atomic(Path(target), result.data)
-    return result.width, result.height
+def edit_file(source: str, target: str, request: UploadData) -> tuple[int, int]:
+    """Runs in a worker: the service's unit of work, with a local file for input and output (written atomically)."""
+    path = Path(source)
+    job = Job(0, request.operations, request.output, data=path, name=path.name, out_file=Path(target))
+    result = process(current(), job, _raise)
+    assert result is not None
+    return result.output.width, result.output.height
 
 
 def _relative_inside(outer: Path, inner: Path) -> str | None:
@@ -64,8 +65,6 @@ def _relative_inside(outer: Path, inner: Path) -> str | None:
 
 def plan_batch(in_dir: Path, out_dir: Path, recursive: bool, out_format: str) -> Iterator[tuple[Path, Path]]:
     """(input, output) pairs in listing order; sub-paths kept; output names unique."""
-    from retouch.service import output_name
-
     taken: set[str] = set()
     inside = _relative_inside(in_dir, out_dir)
     for info in LocalConnector("input", in_dir).list("", recursive):
@@ -75,12 +74,7 @@ def plan_batch(in_dir: Path, out_dir: Path, recursive: bool, out_format: str) ->
             continue  # an output folder inside the input folder: earlier outputs are not inputs
         rel = PurePosixPath(info.key)
         name = output_name(rel.name, guess_ext(rel.name), out_format)
-        target = str(rel.parent / name) if str(rel.parent) != "." else name
-        n = 2
-        base = PurePosixPath(target)
-        while target in taken:
-            target = str(base.with_name(f"{base.stem}-{n}{base.suffix}"))
-            n += 1
+        target = unique_name(str(rel.parent / name) if str(rel.parent) != "." else name, taken.__contains__)
         taken.add(target)
         yield in_dir / info.key, out_dir / target
 
@@ -89,7 +83,7 @@ def run_local_batch(
     in_dir: Path,
     out_dir: Path,
     request: UploadData,
-    limits: Limits,
+    settings: Settings,
     *,
     recursive: bool,
     workers: int,
@@ -100,7 +94,10 @@ def run_local_batch(
     report = BatchReport()
     pairs = list(plan_batch(in_dir, out_dir, recursive, request.output.format.type))
     total = len(pairs)
-    pool = WorkerPool(workers or os.cpu_count() or 1, initializer=_worker_init, default_deadline=timeout)
+    # The service's worker start (vips, allocator, models), without the database: local files only.
+    pool = WorkerPool(
+        workers or os.cpu_count() or 1, initializer=init_worker, initargs=(settings, False), default_deadline=timeout
+    )
     started = time.monotonic()
     pending: list[tuple[Path, Future[tuple[int, int]]]] = []
     try:
@@ -112,7 +109,7 @@ def run_local_batch(
                 report.failed += 1
                 report.failures.append((str(source), "the output would overwrite the input; choose another OUT_DIR"))
                 continue
-            future = pool.submit(edit_file, str(source), str(target), request, limits)
+            future = pool.submit(edit_file, str(source), str(target), request)
             pending.append((source, future))
         on_progress(report, total)
         for source, future in pending:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -34,7 +34,10 @@ class Limits:
 class Settings(BaseSettings):
     """Every setting of the service. Names are part of the operator's surface: keep them stable."""
 
-    model_config = SettingsConfigDict(env_prefix="RETOUCH_", env_file=".env", extra="ignore", populate_by_name=True)
+    # No protected namespace: the RETOUCH_MODEL_* fields are named model_<name>.
+    model_config = SettingsConfigDict(
+        env_prefix="RETOUCH_", env_file=".env", extra="ignore", populate_by_name=True, protected_namespaces=()
+    )
 
     home: Path = Field(Path(".retouch"), description="Database, local storage, tmp results and keys live here.")
     public_url: str | None = Field(None, description="Base of result_url and tmp_url; default http://{host}:{port}.")
@@ -63,7 +66,9 @@ class Settings(BaseSettings):
     tmp_retention_hours: float = 24.0
     workers: int = Field(0, description="Worker processes for image work; 0 = one per core.")
     worker_nice: int = Field(5, ge=0, le=19, description="Niceness of image workers: the API process stays responsive.")
-    executor: str = "local"
+    executor: Literal["local", "celery"] = Field(
+        "local", description="Where async and batch items run: the embedded pool, or Celery workers (scale-out)."
+    )
     broker_url: str | None = None
     fetch_timeout_seconds: float = 30.0
     fetch_max_redirects: int = 5
@@ -95,6 +100,13 @@ class Settings(BaseSettings):
     model_threads: int = Field(
         0, description="Intra-op threads per model in each worker process; 0 = all cores (idle threads sleep)."
     )
+    # Operator replacements for the packaged model weights (RETOUCH_MODEL_<NAME>; docs/operations.md).
+    model_u2netp: Path | None = Field(None, description="u2netp.onnx used by background removal.")
+    model_centerface: Path | None = Field(None, description="centerface.onnx used by face blurring.")
+    model_plates: Path | None = Field(None, description="A YOLO-style plate detector replacing the OCR text detector.")
+    model_ppocr_det: Path | None = Field(None, description="PP-OCR text detector used by plate blurring.")
+    model_ppocr_rec: Path | None = Field(None, description="PP-OCR text recogniser used by plate blurring.")
+    model_waifu2x: Path | None = Field(None, description="Folder of WAIFU2X_*.param/.bin files used by upscaling.")
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -114,6 +126,12 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def model_overrides(self) -> dict[str, str]:
+        """RETOUCH_MODEL_<NAME> as {NAME: path}, what ``models.configure`` takes."""
+        names = ("u2netp", "centerface", "plates", "ppocr_det", "ppocr_rec", "waifu2x")
+        return {name.upper(): str(path) for name in names if (path := getattr(self, f"model_{name}")) is not None}
 
     @property
     def item_lease_seconds(self) -> float:

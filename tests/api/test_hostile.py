@@ -353,7 +353,7 @@ def test_an_overlapping_folder_is_refused_on_use_too(app: LiveApp) -> None:
     """A row made before the rule existed (or by two accounts racing) is refused when it is used."""
     from sqlalchemy.orm import Session
 
-    from retouch.database import StorageRow
+    from retouch.stores.tables import StorageRow
 
     root = app.settings.storage_roots[0]
     (root / "shared").mkdir(exist_ok=True)

@@ -122,10 +122,10 @@ def test_edit_reads_and_writes_local_storage(live: LiveApp) -> None:
 
 
 def test_first_start_creates_local_storage(tmp_path: Path) -> None:
-    from retouch.service import Service
+    from retouch.bootstrap import open_service
     from tests.conftest import make_settings
 
-    service = Service(make_settings(tmp_path))
+    service = open_service(make_settings(tmp_path))
     try:
         key = service.first_start()
         assert key is not None and service.first_start() is None

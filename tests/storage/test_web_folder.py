@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from retouch.errors import FetchError, LimitExceeded, StorageError
+from retouch.net import FetchPolicy
 from retouch.storage.base import ObjectMissing
-from retouch.storage.url import FetchPolicy
 from retouch.storage.web_folder import WebFolderConnector
 from tests.storage.contract import ConnectorContract, Seed, keys
 

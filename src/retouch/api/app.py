@@ -22,6 +22,7 @@ from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
 from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
+from retouch.bootstrap import open_service, start
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
 from retouch.service import Service
@@ -120,8 +121,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = service or Service(settings)
-        await asyncio.to_thread(svc.start)
+        svc = service or open_service(settings)
+        await asyncio.to_thread(start, svc)
         app.state.service = svc
         try:
             yield

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from retouch.accounts import Principal
 from retouch.errors import AuthError, PermissionDenied
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 __all__ = ["get_service", "require"]
 

@@ -15,8 +15,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch.accounts import Principal
 from retouch.errors import AuthError, PayloadTooLarge, RetouchError
+from retouch.stores.accounts import Principal
 
 __all__ = ["Gate", "bearer_key"]
 

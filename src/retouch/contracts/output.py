@@ -8,29 +8,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from retouch.contracts.common import Lenient, Strict, or_short_form, storage_uri_problem
+from retouch.formats import output_format_for
 
-__all__ = ["FORMAT_EXTENSIONS", "ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions"]
+__all__ = ["ColorSpace", "EncodeSpec", "Metadata", "OutputFormat", "OutputOptions"]
 
 FormatName = Literal["jpeg", "png", "webp", "avif", "tiff"]
 
-#: Output file extension per format (DECISIONS.md: input stem + this extension).
-FORMAT_EXTENSIONS: dict[str, str] = {
-    "jpeg": ".jpg",
-    "png": ".png",
-    "webp": ".webp",
-    "avif": ".avif",
-    "tiff": ".tiff",
-}
-
-_FORMAT_BY_SUFFIX = {
-    "jpg": "jpeg",
-    "jpeg": "jpeg",
-    "png": "png",
-    "webp": "webp",
-    "avif": "avif",
-    "tif": "tiff",
-    "tiff": "tiff",
-}
 
 _DEFAULT_QUALITY = {"jpeg": 85, "webp": 75, "avif": 50, "tiff": 75}
 
@@ -159,8 +142,7 @@ class OutputOptions(Strict):
             if "format" not in data and isinstance(dest, str) and not dest.endswith("/"):
                 # A full file path without a format: its extension says what the user wants
                 # (".../x.png" must not receive JPEG bytes). Unknown extensions keep the jpeg default.
-                suffix = dest.rsplit(".", 1)[-1].lower() if "." in dest.rsplit("/", 1)[-1] else ""
-                fmt = _FORMAT_BY_SUFFIX.get(suffix)
+                fmt = output_format_for(dest)
                 if fmt:
                     data["format"] = fmt
         return data

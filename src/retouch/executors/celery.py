@@ -1,11 +1,16 @@
 """The scale-out executor: item ids travel through Celery (Redis broker) to `retouch worker` processes.
 
-Only ids move; the worker calls the same :func:`retouch.jobs.runner.run_item` as the local pool, so
-the job logic never forks. Delivery is at-least-once and made exactly-once in effect by the store:
-late acknowledgement, a broker visibility timeout derived from the item deadline, idempotent
-``start_item``/``finish_item``, atomic outputs. The database stays the source of truth: items the
-broker lost (a Redis restart without persistence, a worker killed mid-item) are claimed and sent
-again once their lease runs out.
+Only ids move. A worker runs items the way the embedded executor does: ``ItemRouter`` hands each to the image
+worker pool of the worker process - through a download first when its input crosses a network - and the pool
+runs the same :func:`retouch.work.runner.run_item`, so the job logic never forks. Celery's own pool is a couple
+of feeder threads that take a message when an image worker is free, route it, and return: a message never
+holds a core, and an item waiting on a hanging origin holds only a download slot of the worker process.
+
+Delivery is at-least-once and made exactly-once in effect by the store: the database is the source of truth.
+An item is RUNNING under a lease from the moment the dispatcher claims it; idempotent ``start_item`` and
+``finish_item`` and atomic outputs make a second run harmless; items the broker or a worker lost (a Redis restart
+without persistence, a worker killed mid-item, a message acknowledged before its item ran) are claimed and sent
+again once their lease runs out, and a worker that stops cleanly gives its not-yet-started items back at once.
 """
 
 from __future__ import annotations
@@ -14,19 +19,88 @@ import logging
 import os
 import socket
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, signals
-from celery.exceptions import SoftTimeLimitExceeded
 
-from retouch.jobs.store import TaskStore
+from retouch.downloader import DownloadProcess, NetworkInputs
+from retouch.downloads import Downloads
+from retouch.executors.pool import WorkerPool
+from retouch.executors.router import ItemRouter
+from retouch.handoff import Handoff
 from retouch.settings import Settings
+from retouch.stores.tasks import TaskStore
+from retouch.work.context import WorkContext, init_worker
+from retouch.work.item import drain_commits
 
-__all__ = ["CeleryExecutor", "make_celery", "run_worker"]
+__all__ = ["CeleryExecutor", "WorkerRuntime", "make_celery", "run_worker"]
 
 log = logging.getLogger("retouch.celery")
 TASK_NAME = "retouch.run_item"
 QUEUES = ("fast", "ai")
+#: Celery feeder threads per worker: each takes a message only when an image worker is free.
+FEEDERS = 2
+#: Items queued per image worker beyond the one it runs (as the local dispatcher).
+AHEAD = 1
+
+
+@dataclass
+class WorkerRuntime:
+    """What `retouch worker` runs under Celery: the image pool, the downloads, and the router between them."""
+
+    work: WorkContext
+    pool: WorkerPool
+    downloads: Downloads
+    downloader: DownloadProcess
+    handoff: Handoff
+    router: ItemRouter
+    room: threading.Event
+
+    @classmethod
+    def build(cls, settings: Settings, concurrency: int) -> WorkerRuntime:
+        work = WorkContext.open(settings)
+        assert work.tasks is not None and work.inputs is not None
+        pool = WorkerPool(
+            concurrency,
+            initializer=init_worker,
+            initargs=(settings,),
+            finalizer=drain_commits,
+            default_deadline=settings.item_timeout_seconds,
+        )
+        handoff = Handoff()
+        downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
+        downloader = DownloadProcess(settings, handoff.folder, settings.fetch_concurrency)
+        room = threading.Event()
+        router = ItemRouter(
+            work.tasks,
+            pool,
+            settings.item_timeout_seconds,
+            downloads=downloads,
+            inputs=NetworkInputs(work.inputs, downloader, handoff),
+            handoff=handoff,
+            on_done=room.set,
+        )
+        return cls(work, pool, downloads, downloader, handoff, router, room)
+
+    def feed(self, item_id: int, kind: str) -> str:
+        """A feeder thread: wait until an image worker is free (or nearly), then route the item and return."""
+        while self.pool.free_slots(ahead=AHEAD) <= 0:
+            self.room.wait(timeout=0.2)
+            self.room.clear()
+        self.router.route(item_id, kind)
+        return "routed"
+
+    def close(self) -> None:
+        # Items not started yet go back to the store at once (the pool cancels its queue; the router releases them).
+        self.downloads.shutdown()
+        self.pool.shutdown(wait_for_running=True)
+        self.downloader.close()
+        self.handoff.close()
+        self.work.close()
+
+
+_runtime: WorkerRuntime | None = None
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,65 +111,65 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        # Acknowledge after the item ran, and give a killed worker's message back to the queue.
+        # Acknowledge once the item is routed; a message a worker reserved but never ran goes back to the queue.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         # Redis redelivers an unacknowledged message after this long: just above the item lease, so a
-        # dead worker's items come back in minutes (Celery's default is one hour).
+        # dead worker's reserved messages come back in minutes (Celery's default is one hour).
         broker_transport_options={"visibility_timeout": int(settings.item_lease_seconds) + 30},
-        task_soft_time_limit=settings.item_timeout_seconds,
-        task_time_limit=settings.item_timeout_seconds + 15,
         task_default_queue="fast",
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_max_tasks_per_child=1000,  # bounded memory growth from long-lived decoders
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
 
     @app.task(name=TASK_NAME, acks_late=True)  # type: ignore[untyped-decorator]
     def run_item_task(item_id: int, kind: str) -> str:
-        from retouch.jobs.runner import run_item, worker_service
-
-        try:
-            return run_item(item_id, kind)
-        except SoftTimeLimitExceeded:
-            worker_service().tasks.fail_item(
-                item_id, f"processing took longer than the limit of {settings.item_timeout_seconds:g} seconds."
-            )
-            return "timeout"
-
-    @signals.worker_process_init.connect(weak=False)  # type: ignore[untyped-decorator]
-    def _init(**_: Any) -> None:
-        from retouch.jobs.runner import init_worker
-
-        init_worker(settings)
+        if _runtime is None:
+            raise RuntimeError("this process is not a retouch worker")
+        return _runtime.feed(item_id, kind)
 
     return app
 
 
 def run_worker(settings: Settings, concurrency: int, queues: list[str]) -> None:
-    """`retouch worker`: a Celery worker in the foreground; SIGTERM finishes running items, then exits."""
+    """`retouch worker`: a Celery worker in the foreground with ``concurrency`` image processes; SIGTERM finishes
+    the running items, gives the queued ones back, then exits."""
+    global _runtime
     app = make_celery(settings)
-    app.worker_main(
-        [
-            "worker",
-            f"--concurrency={concurrency}",
-            f"--queues={','.join(queues)}",
-            "--pool=prefork",
-            "--loglevel=INFO",
-            f"--hostname=retouch-{socket.gethostname()}-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    _runtime = WorkerRuntime.build(settings, concurrency)
+
+    @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _stop(**_: Any) -> None:
+        if _runtime is not None:
+            _runtime.close()
+
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--concurrency={FEEDERS}",
+                f"--queues={','.join(queues)}",
+                "--pool=threads",
+                "--loglevel=INFO",
+                f"--hostname=retouch-{socket.gethostname()}-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        if _runtime is not None:
+            _runtime.close()
+            _runtime = None
 
 
 class CeleryExecutor:
     """API side: claims runnable items from the store and publishes their ids, keeping at most
     ``RETOUCH_CELERY_MAX_INFLIGHT`` items running or queued. The window is small on purpose: the broker
     is FIFO, so fairness between accounts (the claim order) only holds if the queue stays short; set it
-    to about 2-4x the total worker concurrency."""
+    to about 2-4x the total worker concurrency. No account holds more than its fair share of the window
+    (the window over the accounts with work), so one account's items stuck on a hanging origin cannot fill it."""
 
     def __init__(self, store: TaskStore, settings: Settings) -> None:
         self.store = store
@@ -119,13 +193,16 @@ class CeleryExecutor:
         self._thread.join(timeout=10)
 
     def _dispatch(self) -> None:
+        window = self.settings.celery_max_inflight
         while not self._stop.is_set():
             sent = 0
             full = False
             try:
-                room = self.settings.celery_max_inflight - self.store.running_count()
+                room = window - self.store.running_count()
                 full = room <= 0
-                claimed = self.store.claim(min(room, 200), lease_seconds=self.settings.item_lease_seconds)
+                claimed = self.store.claim(
+                    min(room, 200), lease_seconds=self.settings.item_lease_seconds, fair_window=window
+                )
                 for item_id, kind, queue in claimed:
                     try:
                         self.app.send_task(TASK_NAME, args=[item_id, kind], queue=queue)

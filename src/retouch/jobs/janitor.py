@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
-from retouch.database import utcnow
 from retouch.errors import RetouchError
+from retouch.settings import Settings
+from retouch.stores.tables import utcnow
+from retouch.stores.tasks import TaskStore
+from retouch.tmpstore import SharedTmpStore, TmpStore
 
 __all__ = ["Janitor"]
 
@@ -16,8 +19,10 @@ log = logging.getLogger("retouch.janitor")
 
 
 class Janitor:
-    def __init__(self, service: Any) -> None:
-        self.service = service
+    """``tmp`` is a callable: a shared tmp store is opened on first use (its storage may not exist at start)."""
+
+    def __init__(self, settings: Settings, tmp: Callable[[], TmpStore | SharedTmpStore], tasks: TaskStore) -> None:
+        self.settings, self.tmp, self.tasks = settings, tmp, tasks
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="retouch-janitor", daemon=True)
         self._thread.start()
@@ -27,14 +32,14 @@ class Janitor:
         self._thread.join(timeout=5)
 
     def run_once(self) -> tuple[int, int]:
-        settings = self.service.settings
+        settings = self.settings
         try:
-            removed_files = self.service.tmp.cleanup()
+            removed_files = self.tmp().cleanup()
         except RetouchError as exc:  # e.g. RETOUCH_TMP_STORAGE names a storage not created yet
             log.debug("tmp clean-up skipped: %s", exc.public_message)
             removed_files = 0
         cutoff = utcnow() - timedelta(days=settings.task_retention_days)
-        removed_tasks = self.service.tasks.delete_finished_before(cutoff)
+        removed_tasks = self.tasks.delete_finished_before(cutoff)
         if removed_files or removed_tasks:
             log.info("clean-up: %d expired results, %d old tasks removed", removed_files, removed_tasks)
         return removed_files, removed_tasks
@@ -45,5 +50,5 @@ class Janitor:
                 self.run_once()
             except Exception:
                 log.exception("clean-up failed; will try again")
-            if self._stop.wait(self.service.settings.janitor_interval_seconds):
+            if self._stop.wait(self.settings.janitor_interval_seconds):
                 return

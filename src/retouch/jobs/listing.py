@@ -4,46 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from retouch.contracts.tasks import BatchInput
 from retouch.errors import StorageError
-from retouch.jobs.store import ItemSpec
-from retouch.storage.base import IMAGE_SUFFIXES, Connector, is_image_key
+from retouch.formats import guess_ext, is_image_name, name_from_url
+from retouch.storage.base import Connector, is_image_key
 from retouch.storage.registry import StorageURI, parse_storage_uri
+from retouch.stores.tasks import ItemSpec
 
-__all__ = ["EmptyBatch", "expand", "guess_ext", "relative_inside"]
-
-_EXT_BY_SUFFIX = {
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".jpe": "jpeg",
-    ".jfif": "jpeg",
-    ".png": "png",
-    ".webp": "webp",
-    ".avif": "avif",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".gif": "gif",
-    ".bmp": "bmp",
-    ".heic": "heif",
-    ".heif": "heif",
-}
+__all__ = ["EmptyBatch", "expand", "relative_inside"]
 
 
 class EmptyBatch(StorageError):
     """Nothing to process: every folder was missing or held no image."""
 
 
-def guess_ext(name: str) -> str:
-    """The input format as the file name suggests (the bytes decide when the item runs)."""
-    return _EXT_BY_SUFFIX.get(PurePosixPath(name).suffix.lower(), "")
-
-
 def _is_folder(uri: StorageURI) -> bool:
     # A trailing slash means a folder (Claid's rule). Users also write folders without it; a last
     # segment with no image suffix is taken as a folder too, since image files carry one.
-    return uri.is_folder or PurePosixPath(uri.path).suffix.lower() not in IMAGE_SUFFIXES
+    return uri.is_folder or not is_image_name(uri.path)
 
 
 def relative_inside(outer: tuple[Connector, str], inner: tuple[Connector, str]) -> str | None:
@@ -69,7 +49,7 @@ def expand(
     empty_folders: list[str] = []
     for source in sources:
         if source.source.startswith(("http://", "https://")):
-            name = unquote(urlsplit(source.source).path.rsplit("/", 1)[-1]) or "image"
+            name = name_from_url(urlsplit(source.source).path)
             found += 1
             yield ItemSpec(source.source, name_for(name, guess_ext(name)))
             continue

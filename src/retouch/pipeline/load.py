@@ -15,22 +15,12 @@ from dataclasses import dataclass
 import pyvips
 
 from retouch.errors import ImageError, LimitExceeded
+from retouch.formats import FORMATS
 from retouch.pipeline.plan import Plan
 from retouch.settings import Limits
 
-__all__ = ["FORMATS", "SourceInfo", "corrupt", "decode", "is_decode_error", "loses_pixels", "probe", "sniff"]
+__all__ = ["SourceInfo", "corrupt", "decode", "is_decode_error", "loses_pixels", "probe", "sniff"]
 
-#: ext (DECISIONS.md) -> (FORMAT, mime)
-FORMATS: dict[str, tuple[str, str]] = {
-    "jpeg": ("JPEG", "image/jpeg"),
-    "png": ("PNG", "image/png"),
-    "webp": ("WEBP", "image/webp"),
-    "avif": ("AVIF", "image/avif"),
-    "heif": ("HEIF", "image/heif"),
-    "tiff": ("TIFF", "image/tiff"),
-    "gif": ("GIF", "image/gif"),
-    "bmp": ("BMP", "image/bmp"),
-}
 
 # libvips in pyvips-binary has no BMP loader and no HEVC decoder; Pillow (+ pillow-heif) decodes those.
 _PILLOW_FORMATS = {"bmp", "heif"}
@@ -126,7 +116,9 @@ def loses_pixels(exc: Exception) -> bool:
 
 def corrupt(ext: str, exc: Exception) -> ImageError:
     """The answer for an input whose pixels cannot all be decoded, naming the defect."""
-    return ImageError(f"The input {FORMATS[ext][0]} image could not be decoded (truncated or corrupt): {_reason(exc)}")
+    return ImageError(
+        f"The input {FORMATS[ext].name} image could not be decoded (truncated or corrupt): {_reason(exc)}"
+    )
 
 
 def _fail_on(info: SourceInfo) -> str:
@@ -228,7 +220,7 @@ def _pillow_header(data: bytes, ext: str) -> tuple[int, int, int, bool]:
         img = _pillow_open(data)
         return img.width, img.height, getattr(img, "n_frames", 1), "A" in img.getbands()
     except Exception as exc:  # Pillow raises many types for bad data
-        raise ImageError(f"The input {FORMATS[ext][0]} image could not be read: {exc}") from None
+        raise ImageError(f"The input {FORMATS[ext].name} image could not be read: {exc}") from None
 
 
 def _pillow_decode(data: bytes) -> pyvips.Image:

@@ -18,7 +18,8 @@ def decompress_strength(data: bytes, ops: ImageOperations) -> str | None:
         return None
     if r.decompress != "auto":
         return r.decompress
-    from retouch.models.superres import needs_decompress
+    # Imported here, not at the top: jpeg_quality needs numpy, which only the ai extra installs.
+    from retouch.pipeline.jpeg_quality import needs_decompress
 
     # auto: estimate the JPEG quality from its quantisation tables; a clean file is left untouched.
     return needs_decompress(data)

@@ -12,13 +12,14 @@ from collections.abc import Callable
 import pyvips
 
 from retouch.pipeline.adjust import adjust, sharpen
+from retouch.pipeline.blur_background import blur_background
 from retouch.pipeline.colour import to_srgb
-from retouch.pipeline.cutout import blur_background, remove_background
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
 from retouch.pipeline.frame import frame
+from retouch.pipeline.polish import polish
 from retouch.pipeline.privacy import blur_plates
-from retouch.pipeline.restore import polish
+from retouch.pipeline.remove_background import remove_background
 
 __all__ = ["STEPS", "Step"]
 

@@ -10,14 +10,13 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Protocol, TypeVar, runtime_checkable
 
 from retouch.contracts.common import key_problem
 from retouch.errors import StorageError
+from retouch.formats import is_image_name
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "Connector",
     "ObjectInfo",
     "ObjectMissing",
@@ -27,11 +26,6 @@ __all__ = [
     "join_key",
     "retry",
 ]
-
-#: Suffixes taken from a folder listing (the bytes are sniffed again when the item runs).
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".heic", ".heif", ".tif", ".tiff", ".gif", ".bmp"}
-)
 
 
 class ObjectMissing(StorageError):
@@ -93,7 +87,7 @@ def is_hidden(key: str) -> bool:
 
 
 def is_image_key(key: str) -> bool:
-    return not key.endswith("/") and not is_hidden(key) and PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES
+    return not key.endswith("/") and not is_hidden(key) and is_image_name(key)
 
 
 def check_relative(key: str) -> str:

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from retouch.errors import StorageError, ValidationFailed
+from retouch.net import FetchPolicy, check_endpoint
 from retouch.storage.base import Connector, check_relative
-from retouch.storage.url import FetchPolicy, check_endpoint
 
 __all__ = ["StorageURI", "build_connector", "parse_storage_uri"]
 

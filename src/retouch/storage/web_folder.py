@@ -1,8 +1,8 @@
 """A read-only folder on a web server (Claid's ``web_folder`` storage, configured by ``base_url``).
 
 Objects are files under ``base_url``: ``read("a b/c.jpg")`` downloads ``base_url + "a%20b/c.jpg"``.
-Every request goes through :mod:`retouch.storage.url`, so the SSRF guard, the byte cap and the
-deadline of the :class:`~retouch.storage.url.FetchPolicy` apply to files and index pages alike,
+Every request goes through :mod:`retouch.net`, so the SSRF guard, the byte cap and the
+deadline of the :class:`~retouch.net.FetchPolicy` apply to files and index pages alike,
 redirects included: a web folder is a URL chosen by a user, like any http(s) input.
 
 Listing reads the server's HTML directory index — what Python's ``http.server``, nginx
@@ -22,8 +22,8 @@ from html.parser import HTMLParser
 import httpx
 
 from retouch.errors import FetchError, StorageError
+from retouch.net import FetchPolicy, check_url, fetch, guarded_client
 from retouch.storage.base import ObjectInfo, ObjectMissing, check_relative, is_hidden, join_key
-from retouch.storage.url import FetchPolicy, check_url, fetch, guarded_client
 
 __all__ = ["WebFolderConnector"]
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import EDIT_EXAMPLES, errors
 from retouch.api.upload import OPENAPI as UPLOAD_OPENAPI
@@ -17,6 +16,7 @@ from retouch.contracts.edit import EditRequest, EditResponse, UploadData
 from retouch.contracts.envelopes import validate
 from retouch.errors import ValidationFailed
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["image editing"])
 

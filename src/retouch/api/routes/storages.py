@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import STORAGE_EXAMPLES, STORAGE_UPDATE_EXAMPLES, errors
 from retouch.contracts.envelopes import validate
@@ -21,6 +20,7 @@ from retouch.contracts.storages import (
     StorageUpdate,
 )
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(prefix="/storage", tags=["storage connectors"])
 

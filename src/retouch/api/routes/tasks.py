@@ -9,12 +9,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import BATCH_EXAMPLES, EDIT_EXAMPLES, errors
 from retouch.contracts.edit import EditRequest
 from retouch.contracts.tasks import AsyncTaskResponse, BatchEditRequest, BatchTaskResponse
 from retouch.service import Service
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["async and batch"])
 

@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse, Response
 from retouch.api.deps import get_service
 from retouch.api.openapi import errors
 from retouch.errors import NotFound
-from retouch.pipeline.load import FORMATS, sniff
+from retouch.formats import FORMATS, mime_type
+from retouch.pipeline.load import sniff
 from retouch.service import Service
 
 router = APIRouter(tags=["results"])
@@ -19,7 +20,7 @@ _IMAGE = {
     "description": "The image, with its format's media type (application/octet-stream when not recognised).",
     "content": {
         mime: {"schema": {"type": "string", "format": "binary"}}
-        for mime in [*(mime for _, mime in FORMATS.values()), "application/octet-stream"]
+        for mime in [*(f.mime for f in FORMATS.values()), "application/octet-stream"]
     },
 }
 
@@ -40,7 +41,7 @@ def tmp_file(token: str, name: str, service: Annotated[Service, Depends(get_serv
     headers = {"Cache-Control": "private, max-age=86400"}
     if isinstance(found, bytes):
         ext = sniff(found[:32])
-        return Response(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
+        return Response(found, media_type=mime_type(ext) if ext else "application/octet-stream", headers=headers)
     with found.open("rb") as handle:
         ext = sniff(handle.read(32))
-    return FileResponse(found, media_type=FORMATS[ext][1] if ext else "application/octet-stream", headers=headers)
+    return FileResponse(found, media_type=mime_type(ext) if ext else "application/octet-stream", headers=headers)

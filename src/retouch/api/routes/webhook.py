@@ -7,14 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 
-from retouch.accounts import Principal
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import WEBHOOK_EXAMPLES, errors
 from retouch.contracts.responses import Deleted
 from retouch.contracts.tasks import WebhookResponse, WebhookSettings
 from retouch.errors import NotFound
+from retouch.net import check_url
 from retouch.service import Service
-from retouch.storage.url import check_url
+from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["webhooks"])
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from retouch.database import Account, ApiKey
+from retouch.stores.tables import Account, ApiKey
 
 __all__ = ["SCOPES", "KeyStore", "Principal"]
 

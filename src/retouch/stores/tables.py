@@ -1,16 +1,71 @@
-"""Tables of the job layer: tasks (async and batch), their items, and per-account webhooks."""
+"""Every table of retouch, in one place: accounts and their API keys, storages, tasks (async and batch) and
+their items, per-account webhooks. Schema changes go through a migration (``retouch/migrations``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from retouch.database import Base, utcnow
+__all__ = [
+    "Account",
+    "ApiKey",
+    "Base",
+    "Item",
+    "ItemStatus",
+    "StorageRow",
+    "Task",
+    "TaskStatus",
+    "WebhookRow",
+    "utcnow",
+]
 
-__all__ = ["Item", "ItemStatus", "Task", "TaskStatus", "WebhookRow"]
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the key: keys are 256-bit random, so a fast hash is as safe as a slow one here.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: First characters, to tell keys apart in listings without storing them.
+    prefix: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StorageRow(Base):
+    """A storage connector of an account. ``parameters`` holds no secret; ``sealed`` is encrypted."""
+
+    __tablename__ = "storages"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    type: Mapped[str] = mapped_column(String(20))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class TaskStatus:

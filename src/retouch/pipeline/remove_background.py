@@ -1,6 +1,6 @@
-"""Background removal and background blur (u2netp mask refined at full resolution).
+"""Background removal (``background.remove``; u2netp mask refined at full resolution).
 
-They run on the resized image, before colour work: the mask is computed at the output's own
+It runs on the resized image, before colour work: the mask is computed at the output's own
 resolution (cheaper than the source's, and exactly aligned with what is kept), and adjustments then
 apply to the kept subject. Clipping is not here: it changes the geometry, so the source stage does it.
 """
@@ -11,7 +11,7 @@ import pyvips
 
 from retouch.pipeline.edit import Edit
 
-__all__ = ["blur_background", "remove_background"]
+__all__ = ["remove_background"]
 
 
 def remove_background(image: pyvips.Image, edit: Edit) -> pyvips.Image:
@@ -28,12 +28,3 @@ def remove_background(image: pyvips.Image, edit: Edit) -> pyvips.Image:
         # An opaque colour was asked for (or the format has no alpha): it fills the removed background.
         return cut.flatten(background=list(edit.fill[:3]))
     return cut
-
-
-def blur_background(image: pyvips.Image, edit: Edit) -> pyvips.Image:
-    bg = edit.ops.background
-    if bg is None or bg.blur is None:
-        return image
-    from retouch.models.background import blur_background as blur
-
-    return blur(image, bg.blur.type, bg.blur.level, bg.blur.category)

@@ -7,18 +7,16 @@ state through one conditional update, so exactly one caller wins and schedules t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import Engine, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from retouch.database import utcnow
 from retouch.errors import NotFound
-from retouch.jobs.models import Item, ItemStatus, Task, TaskStatus, WebhookRow
+from retouch.formats import unique_name
+from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus, WebhookRow, utcnow
 
 
 def rowcount(result: Any) -> int:
@@ -47,16 +45,6 @@ class ItemWork:
     source: str
     output_rel: str
     request: dict[str, Any]
-
-
-def _unique(name: str, is_taken: Callable[[str], bool]) -> str:
-    if not is_taken(name):
-        return name
-    path = PurePosixPath(name)
-    n = 2
-    while is_taken(candidate := str(path.with_name(f"{path.stem}-{n}{path.suffix}"))):
-        n += 1
-    return candidate
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -144,6 +132,13 @@ _EXPIRED = (
     .order_by(Item.lease_until)
     .limit(bindparam("b_limit"))
 )
+_RUNNING_BY_ACCOUNT = (
+    select(Task.account_id, func.count())
+    .select_from(Item)
+    .join(Task, Task.id == Item.task_id)
+    .where(Item.status == ItemStatus.RUNNING)
+    .group_by(Task.account_id)
+)
 _PENDING = (
     select(Item.id, Item.queue)
     .where(Item.task_id == bindparam("b_task"), Item.status == ItemStatus.PENDING)
@@ -213,7 +208,7 @@ class TaskStore:
                 if spec.source in existing:
                     continue
                 existing.add(spec.source)
-                rel = _unique(spec.output_rel, is_taken)
+                rel = unique_name(spec.output_rel, is_taken)
                 taken.add(rel)
                 new.append(
                     Item(task_id=task_id, seq=first_seq + offset, source=spec.source, output_rel=rel, queue=queue)
@@ -258,6 +253,14 @@ class TaskStore:
                 update(Task).where(Task.id == task_id).values(listing_lease=utcnow() + timedelta(seconds=lease_seconds))
             )
 
+    def request_of(self, task_id: int) -> tuple[int, dict[str, Any]]:
+        """The task's account and the request as it was accepted (the lister and the workers validate it)."""
+        with Session(self.engine) as session:
+            task = session.get(Task, task_id)
+            if task is None:
+                raise NotFound(NOT_FOUND)
+            return task.account_id, dict(task.request)
+
     def unlisted_tasks(self) -> list[int]:
         with Session(self.engine) as session:
             return list(
@@ -290,7 +293,11 @@ class TaskStore:
     # ------------------------------------------------------------------ items
 
     def claim(
-        self, limit: int, lease_seconds: float, skip_accounts: set[int] | frozenset[int] = frozenset()
+        self,
+        limit: int,
+        lease_seconds: float,
+        skip_accounts: set[int] | frozenset[int] = frozenset(),
+        fair_window: int | None = None,
     ) -> list[tuple[int, str, str]]:
         """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind, queue).
 
@@ -299,13 +306,23 @@ class TaskStore:
         account's 100,000-item batch cannot hold back another account's small job; async tasks first.
         Every query reads at most ``limit`` rows per open task through an index, so a claim costs the
         same whatever the size of the batches. On PostgreSQL, rows another replica is claiming are skipped.
-        ``skip_accounts``: accounts not served this time (their downloads are at their limit)."""
+        ``skip_accounts``: accounts not served this time (their downloads are at their limit).
+        ``fair_window`` (Celery: the items allowed in flight): an account already running its share of it - the
+        window over the accounts with work, and never more than half - is not served this time, so one account's
+        items stuck on a hanging origin cannot take the whole window."""
         if limit <= 0:
             return []
         now = utcnow()
         with self.engine.begin() as conn:
             open_tasks = conn.execute(_OPEN_TASKS).all()
             kinds = {row[0]: row[2] for row in open_tasks}
+            share: int | None = None
+            running: dict[int, int] = {}
+            if fair_window is not None:
+                running = {int(row[0]): int(row[1]) for row in conn.execute(_RUNNING_BY_ACCOUNT)}
+                with_work = {row[1] for row in open_tasks} | set(running)
+                share = max(1, -(-fair_window // max(2, len(with_work))))
+                skip_accounts = set(skip_accounts) | {a for a, n in running.items() if n >= share}
             expired = conn.execute(_EXPIRED, {"b_now": now, "b_limit": limit}).all()
             picked = [(row[0], kinds[row[1]], row[2]) for row in expired if row[1] in kinds]
             per_account: dict[int, list[tuple[int, str, str]]] = {}
@@ -316,6 +333,9 @@ class TaskStore:
                     continue
                 rows = conn.execute(_PENDING, {"b_task": task_id, "b_limit": limit}).all()
                 per_account.setdefault(account_id, []).extend((row[0], kind, row[1]) for row in rows)
+            if share is not None:  # each account up to its share, counting what it runs already
+                for account_id, entries in per_account.items():
+                    del entries[max(0, share - running.get(account_id, 0)) :]
             queues = list(per_account.values())
             turn = 0
             while len(picked) < limit and any(queues):

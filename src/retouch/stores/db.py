@@ -1,60 +1,14 @@
-"""The database: one SQLAlchemy engine per process, SQLite (WAL) by default, PostgreSQL for scale-out."""
+"""The database: one SQLAlchemy engine per process, SQLite (WAL) by default, PostgreSQL for scale-out; its
+schema is migrated with Alembic (``retouch db upgrade``; the tables are in ``stores/tables.py``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Engine, create_engine, event
 
-__all__ = ["Account", "ApiKey", "Base", "make_engine", "utcnow"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    #: SHA-256 of the key: keys are 256-bit random, so a fast hash is as safe as a slow one here.
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    #: First characters, to tell keys apart in listings without storing them.
-    prefix: Mapped[str] = mapped_column(String(16))
-    scopes: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class StorageRow(Base):
-    """A storage connector of an account. ``parameters`` holds no secret; ``sealed`` is encrypted."""
-
-    __tablename__ = "storages"
-    __table_args__ = (UniqueConstraint("account_id", "name"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(50))
-    type: Mapped[str] = mapped_column(String(20))
-    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+__all__ = ["check_schema", "make_engine", "schema_is_current", "upgrade"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -73,7 +27,7 @@ def alembic_config(connection: Any | None = None) -> Any:
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
     if connection is not None:
         config.attributes["connection"] = connection
     return config

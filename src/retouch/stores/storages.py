@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from retouch.contracts.storages import ParameterProblem, StorageIn, StorageParameters, check_parameters
-from retouch.database import StorageRow
 from retouch.errors import ConflictError, NotFound, StorageError, ValidationFailed
+from retouch.net import FetchPolicy
 from retouch.storage.base import Connector
 from retouch.storage.registry import build_connector
 from retouch.storage.secrets import SecretBox
-from retouch.storage.url import FetchPolicy
+from retouch.stores.tables import StorageRow
 
 __all__ = ["StorageCatalog"]
 

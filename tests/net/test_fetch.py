@@ -1,13 +1,13 @@
-"""The http(s) fetcher and its SSRF guard, against real HTTP servers on 127.0.0.1.
+"""The http(s) fetcher and its guarded transport, against real HTTP servers on 127.0.0.1.
 
 Nothing here needs the internet: the servers run in threads, and host names other than
-"localhost" are answered by a fake ``socket.getaddrinfo`` (see ``fake_dns``), so the tests also
-show that the guard judges the addresses the transport actually resolves and connects to.
+"localhost" are answered by a fake ``socket.getaddrinfo`` (see ``fake_dns`` in conftest.py), so the
+tests also show that the guard judges the addresses the transport actually resolves and connects to.
+The network-free checks (check_url, the policy) are in test_guard.py.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.parse
@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from retouch.errors import FetchError, LimitExceeded
-from retouch.storage.url import FetchPolicy, check_url, fetch, guarded_client
+from retouch.net import FetchPolicy, fetch, guarded_client
 
 BODY = b"\xff\xd8\xff" + b"jpeg" * 100
 CAP = 1000  # max_bytes of the size tests
@@ -139,36 +139,6 @@ def server_b() -> Iterator[_Server]:
     yield from _start()
 
 
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, list[str]]], list[str]]:
-    """Answer the given names with the given addresses ([] = no such name); returns the log.
-
-    Other names (IP literals included, which httpcore's backend passes through getaddrinfo)
-    go to the real resolver.
-    """
-    real = socket.getaddrinfo
-    lookups: list[str] = []
-
-    def install(table: dict[str, list[str]]) -> list[str]:
-        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-            if host not in table:
-                return real(host, port, *args, **kwargs)
-            lookups.append(host)
-            if not table[host]:
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            return [
-                (socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port, 0, 0))
-                if ":" in ip
-                else (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))
-                for ip in table[host]
-            ]
-
-        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-        return lookups
-
-    return install
-
-
 def _loopback_allowed() -> FetchPolicy:
     return FetchPolicy(allow_hosts=("127.0.0.1",), timeout_seconds=5)
 
@@ -205,62 +175,6 @@ def test_loopback_refused_without_allow_entry(server_a: _Server) -> None:
 def test_internal_addresses_refused(url: str) -> None:
     with pytest.raises(FetchError, match="is not allowed"):
         fetch(url, FetchPolicy(timeout_seconds=2))
-
-
-@pytest.mark.parametrize(
-    "host",
-    [
-        "10.0.0.1",
-        "172.16.5.4",
-        "192.168.1.1",
-        "127.0.0.1",
-        "169.254.169.254",
-        "0.0.0.0",
-        "100.64.0.1",  # CGNAT
-        "224.0.0.1",  # multicast (which `ipaddress` calls global)
-        "240.0.0.1",
-        "255.255.255.255",
-        "[::1]",
-        "[::]",
-        "[fe80::1]",
-        "[fc00::1]",
-        "[ff02::1]",
-        "[::ffff:127.0.0.1]",  # IPv4-mapped
-        "[::ffff:10.0.0.1]",
-        "[2002:a00:1::]",  # 6to4 of 10.0.0.1
-        "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
-    ],
-)
-def test_check_url_refuses_non_public_ip_literals(host: str) -> None:
-    with pytest.raises(FetchError, match="address, which is not allowed"):
-        check_url(f"https://{host}/a.jpg", FetchPolicy())
-
-
-@pytest.mark.parametrize("host", ["8.8.8.8", "1.1.1.1", "[2606:4700:4700::1111]", "[::ffff:8.8.8.8]"])
-def test_check_url_admits_public_ip_literals(host: str) -> None:
-    check_url(f"https://{host}/a.jpg", FetchPolicy())
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("ftp://example.com/a.jpg", "only http:// and https:// URLs can be fetched"),
-        ("file:///etc/passwd", "only http:// and https:// URLs can be fetched"),
-        ("example.com/a.jpg", "only http:// and https:// URLs can be fetched"),
-        ("http:///a.jpg", "the URL has no host"),
-        ("http://[::1/", "not a valid URL"),
-        ("http://example.com:99999/", "port 99999 is out of range"),
-    ],
-)
-def test_check_url_syntax(url: str, message: str) -> None:
-    with pytest.raises(FetchError, match=message):
-        check_url(url, FetchPolicy())
-
-
-def test_check_url_does_no_dns(fake_dns: Callable[[dict[str, list[str]]], list[str]]) -> None:
-    lookups = fake_dns({"internal.test": ["10.0.0.1"]})
-    check_url("https://internal.test/a.jpg", FetchPolicy())
-    assert lookups == []
 
 
 def test_cidr_allow_entry(server_a: _Server) -> None:
@@ -437,7 +351,7 @@ def test_slow_drip_hits_the_deadline(server_a: _Server, path: str) -> None:
     )
 
 
-# --- names and policy ---------------------------------------------------------------------------
+# --- names and clients ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -462,23 +376,6 @@ def test_reused_client(server_a: _Server) -> None:
     with guarded_client(policy) as client:
         for _ in range(3):
             assert fetch(server_a.url("/a.jpg"), policy, client=client).data == BODY
-
-
-@pytest.mark.parametrize("entry", ["http://example.com/", "example.com:http", "a b", "user@host", ""])
-def test_invalid_allow_entries(entry: str) -> None:
-    with pytest.raises(ValueError, match="allow_hosts entry"):
-        FetchPolicy(allow_hosts=(entry,))
-
-
-def test_policy_validation() -> None:
-    with pytest.raises(TypeError):
-        FetchPolicy(allow_hosts="localhost")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        FetchPolicy(max_bytes=0)
-    with pytest.raises(ValueError):
-        FetchPolicy(timeout_seconds=0)
-    with pytest.raises(ValueError):
-        FetchPolicy(max_redirects=-1)
 
 
 def test_mock_transport_client_gets_the_syntactic_checks() -> None:

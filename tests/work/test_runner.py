@@ -1,4 +1,4 @@
-"""run_item in this process, with the deferred commit the local pool uses: the item is recorded only
+"""run_item in this process, with the overlapped write the local pool uses: the item is recorded only
 after its output is written, a write failure is recorded as the item's error, and drain_commits()
 leaves nothing in flight (what the pool calls before a worker exits)."""
 
@@ -12,18 +12,21 @@ import pytest
 from sqlalchemy import update
 
 from retouch.contracts.storages import StorageIn
-from retouch.jobs import runner
-from retouch.jobs.models import Item, ItemStatus, Task, TaskStatus
-from retouch.jobs.store import ItemSpec
+from retouch.stores.accounts import KeyStore
+from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus
+from retouch.stores.tasks import ItemSpec
+from retouch.work import context, item, runner
 from tests.conftest import fixture_bytes, make_settings
 
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Any]:
-    runner.init_worker(make_settings(tmp_path))
-    service = runner.worker_service()
-    key = service.keys.create("acme")
-    principal = service.keys.authenticate(key)
+    context.init_worker(make_settings(tmp_path))
+    service = context.current()
+    assert service.engine is not None and service.storages is not None
+    keys = KeyStore(service.engine)
+    key = keys.create("acme")
+    principal = keys.authenticate(key)
     assert principal is not None
     folder = service.settings.storage_roots[0] / "photos"
     (folder / "in").mkdir(parents=True)
@@ -32,9 +35,9 @@ def worker(tmp_path: Path) -> Iterator[Any]:
     spec = StorageIn.model_validate({"name": "photos", "type": "local", "parameters": {"path": str(folder)}})
     service.storages.create(principal.account_id, spec)
     yield service, principal.account_id, folder
-    runner.drain_commits()
+    item.drain_commits()
     service.close()
-    runner._service = None  # the next test builds its own
+    context._context = None  # the next test builds its own
 
 
 def _batch(service: Any, account_id: int, names: list[str]) -> tuple[int, list[int]]:
@@ -53,11 +56,11 @@ def _batch(service: Any, account_id: int, names: list[str]) -> tuple[int, list[i
 def test_deferred_commit_records_the_item_after_its_output_is_written(worker: Any) -> None:
     service, account_id, folder = worker
     task_id, ids = _batch(service, account_id, ["a.jpg", "b.jpg"])
-    assert runner.run_item(ids[0], "batch", defer_commit=True) == "deferred"
+    assert runner.run_item(ids[0], "batch", overlap_write=True) == "deferred"
     # the second item's run first waits for the first one's commit: at most one in flight
-    assert runner.run_item(ids[1], "batch", defer_commit=True) == "deferred"
+    assert runner.run_item(ids[1], "batch", overlap_write=True) == "deferred"
     assert service.tasks.get(account_id, task_id, "batch").done >= 1
-    runner.drain_commits()
+    item.drain_commits()
     task = service.tasks.get(account_id, task_id, "batch")
     assert (task.status, task.done, task.failed) == (TaskStatus.DONE, 2, 0)
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["a.jpg", "b.jpg"]
@@ -67,8 +70,8 @@ def test_a_failed_deferred_write_is_the_items_error(worker: Any, monkeypatch: py
     service, account_id, folder = worker
     task_id, ids = _batch(service, account_id, ["a.jpg"])
     (folder / "out").write_text("a file where the output folder should be")
-    assert runner.run_item(ids[0], "batch", defer_commit=True) == "deferred"
-    runner.drain_commits()
+    assert runner.run_item(ids[0], "batch", overlap_write=True) == "deferred"
+    item.drain_commits()
     task = service.tasks.get(account_id, task_id, "batch")
     assert (task.status, task.failed) == (TaskStatus.ERROR, 1)
     with service.engine.connect() as conn:

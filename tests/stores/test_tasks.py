@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from retouch.database import Account, make_engine, upgrade, utcnow
-from retouch.jobs.models import Item, ItemStatus, Task, TaskStatus
-from retouch.jobs.store import ItemSpec, TaskStore
+from retouch.stores.db import make_engine, upgrade
+from retouch.stores.tables import Account, Item, ItemStatus, Task, TaskStatus, utcnow
+from retouch.stores.tasks import ItemSpec, TaskStore
 from tests.servers.services import PostgresServer
 
 REQUEST = {"input": "storage://s/in/", "operations": {}, "output": {"destination": "storage://s/out/"}}
@@ -149,6 +149,24 @@ def test_claim_hands_each_item_out_once(engine: Engine) -> None:
     assert store.claim(10, lease_seconds=60) == []
     with Session(engine) as session:
         assert set(session.scalars(select(Item.status))) == {ItemStatus.RUNNING}
+
+
+def test_fair_window_keeps_each_account_to_its_share(engine: Engine) -> None:
+    """Celery's window of 6: an account alone gets half of it (its items may be stuck on a hanging origin); once
+    another account has work, each holds at most its share, counting what it runs already."""
+    store = TaskStore(engine)
+    with Session(engine) as session, session.begin():
+        session.add(Account(name="globex"))
+    _stuck_id, stuck = _batch(store, 12)
+    first = store.claim(6, lease_seconds=60, fair_window=6)
+    assert [i for i, _, _ in first] == stuck[:3]  # alone: half the window, not all of it
+    assert store.claim(6, lease_seconds=60, fair_window=6) == []  # at its share: nothing more for now
+    other = store.create(2, "batch", REQUEST)
+    theirs = store.add_items(other.id, [ItemSpec(f"storage://s/in/o{i}.jpg", f"o{i}.jpg") for i in range(5)], 0)
+    assert [i for i, _, _ in store.claim(6, lease_seconds=60, fair_window=6)] == theirs[:3]
+    store.finish_item(stuck[0], OUTCOME, None, None)
+    assert [i for i, _, _ in store.claim(6, lease_seconds=60, fair_window=6)] == [stuck[3]]
+    assert store.claim(6, lease_seconds=60) != []  # without a window (the local executor) no share applies
 
 
 def test_claim_takes_expired_leases_first_then_async_then_accounts_in_turn(engine: Engine) -> None:

@@ -1,16 +1,17 @@
-"""Background colour: what fills canvas and padding, and what alpha is flattened onto.
+"""Fill colour (``background.color``): what fills canvas and padding, and what alpha is flattened onto.
 
-The AI parts of ``background`` (remove, blur) are refused before the pipeline runs until their
-models land; this module decides the fill colour all other steps use.
+Decided once per edit and read by every step that paints (``Edit.fill``). The AI parts of
+``background`` (remove, blur) are the ``remove_background`` step.
 """
 
 from __future__ import annotations
 
 from retouch.contracts.operations import ImageOperations
+from retouch.formats import FORMATS, OUTPUT_FORMATS
 
 __all__ = ["ALPHA_FORMATS", "fill_color"]
 
-ALPHA_FORMATS = frozenset({"png", "webp", "avif", "tiff"})
+ALPHA_FORMATS = frozenset(ext for ext in OUTPUT_FORMATS if FORMATS[ext].alpha)
 WHITE = (255, 255, 255, 255)
 
 

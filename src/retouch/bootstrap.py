@@ -1,0 +1,76 @@
+"""The composition root: every part of a running retouch is built here, from ``Settings``, and nowhere else.
+
+``open_service`` builds what the API's use cases need (the database, the stores, the storages, the input reader,
+the tmp store); ``start`` adds the runtime of ``serve`` - the image worker pool, the downloads and their
+process, the executor (the local dispatcher or Celery), the batch lister, webhook delivery and clean-up.
+``retouch serve``, ``retouch keys``/first start, and the tests all go through these two functions; a worker
+process builds its own parts in ``work.context``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from retouch.downloader import DownloadProcess, NetworkInputs
+from retouch.downloads import Downloads
+from retouch.executors.base import Executor
+from retouch.executors.local import LocalExecutor
+from retouch.executors.pool import WorkerPool
+from retouch.jobs.janitor import Janitor
+from retouch.jobs.lister import Lister
+from retouch.jobs.webhooks import WebhookSender
+from retouch.service import Runtime, Service
+from retouch.settings import Settings
+from retouch.stores.accounts import KeyStore
+from retouch.stores.db import check_schema
+from retouch.stores.webhooks import WebhookStore
+from retouch.work.context import WorkContext, init_worker
+from retouch.work.item import drain_commits
+
+__all__ = ["open_service", "start"]
+
+log = logging.getLogger("retouch.bootstrap")
+
+
+def open_service(settings: Settings) -> Service:
+    """The use cases over the database, the stores and the storages; nothing running yet (first start, keys)."""
+    work = WorkContext.open(settings)
+    assert work.engine is not None and work.box is not None
+    return Service(settings, work, KeyStore(work.engine), WebhookStore(work.engine, work.box))
+
+
+def start(service: Service) -> None:
+    """Start the worker pool, the downloads, the executor, pending listings, webhook delivery and clean-up."""
+    if service.runtime is not None:
+        return
+    settings, work = service.settings, service.work
+    assert work.inputs is not None and work.http is not None and work.fetch_policy is not None
+    celery = settings.executor == "celery"
+    if celery and service.engine.dialect.name != "sqlite":
+        check_schema(service.engine)
+    # Sync edits always run on this replica's own pool (answered in the request, never queued
+    # behind a batch); in Celery mode async and batch items go to the workers instead.
+    pool = WorkerPool(
+        service.worker_count,
+        initializer=init_worker,
+        initargs=(settings,),
+        finalizer=drain_commits,
+        default_deadline=settings.item_timeout_seconds,
+    )
+    downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
+    downloader = DownloadProcess(settings, service.handoff.folder, settings.fetch_concurrency)
+    inputs = NetworkInputs(work.inputs, downloader, service.handoff)
+    executor: Executor
+    if celery:
+        from retouch.executors.celery import CeleryExecutor
+
+        executor = CeleryExecutor(service.tasks, settings)
+    else:
+        executor = LocalExecutor(
+            service.tasks, pool, settings, downloads=downloads, inputs=inputs, handoff=service.handoff
+        )
+    lister = Lister(service.tasks, service.storages, executor.notify)
+    sender = WebhookSender(service.tasks, service.webhooks, work.http, service.result_url, settings, work.fetch_policy)
+    janitor = Janitor(settings, lambda: work.tmp, service.tasks)
+    service.runtime = Runtime(pool, downloads, downloader, inputs, executor, lister, [sender, janitor])
+    lister.resume()
