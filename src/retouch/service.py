@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
-from retouch.contracts.edit import EditRequest, UploadData
+from retouch.contracts.edit import EditRequest, EditResult, UploadData
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.downloader import DownloadProcess, NetworkInputs
@@ -183,7 +183,7 @@ class Service:
 
     # ---------------------------------------------------------------- sync
 
-    async def edit(self, account_id: int, request: EditRequest) -> dict[str, Any]:
+    async def edit(self, account_id: int, request: EditRequest) -> EditResult:
         check_available(request.operations)
         if request.output.destination is not None:
             parse_storage_uri(request.output.destination)  # a malformed destination fails before any work
@@ -214,19 +214,17 @@ class Service:
             if path is not None:
                 self.handoff.release(path)
 
-    async def edit_upload(
-        self, account_id: int, image: Path | bytes, filename: str, upload: UploadData
-    ) -> dict[str, Any]:
+    async def edit_upload(self, account_id: int, image: Path | bytes, filename: str, upload: UploadData) -> EditResult:
         """``image``: the upload's bytes, or the handoff file holding them (the caller deletes it)."""
         check_available(upload.operations)
         job = Job(account_id, upload.operations, upload.output, data=image, name=filename or "image")
         return await self._in_worker(job)
 
-    async def _in_worker(self, job: Job) -> dict[str, Any]:
+    async def _in_worker(self, job: Job) -> EditResult:
         # Priority 0: a sync request overtakes queued async and batch items.
         future = self.pool.submit(edit_now, job, priority=0)
         try:
-            result: dict[str, Any] = await asyncio.wrap_future(future)
+            result: EditResult = await asyncio.wrap_future(future)
         except WorkerCrashed:
             raise RetouchError("The image worker stopped unexpectedly while processing this image.") from None
         except DeadlineExceeded:

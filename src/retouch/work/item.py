@@ -139,12 +139,11 @@ def _write(ctx: WorkContext, job: Job, result: Encoded, name: str) -> Outcome:
         where = write_output(
             ctx, job.account_id, job.output.destination, out_name, result.data, result.format, job.source, job.out_file
         )
-        output = OutputObject(
-            **describe(result.format, result.width, result.height).model_dump(),
-            **where,
-            frames_dropped=result.frames_dropped or None,
-        )
-        return EditResult(input=source, output=output)
+        # Only the fields that apply are set: an answer leaves the others out (never null).
+        fields: dict[str, object] = {**describe(result.format, result.width, result.height).model_dump(), **where}
+        if result.frames_dropped:
+            fields["frames_dropped"] = result.frames_dropped
+        return EditResult(input=source, output=OutputObject.model_validate(fields))
     except RetouchError as exc:
         return Failure(exc.public_message, exc, source)
     except Exception:

@@ -25,12 +25,12 @@ def _answer(outcome: Outcome) -> EditResult:
     return outcome
 
 
-def edit_now(job: Job) -> dict[str, Any]:
+def edit_now(job: Job) -> EditResult:
     """A sync edit or an upload, whole, in this worker: read (or take the handed-over input), edit, write,
     and the response's ``data`` object."""
     result = process(current(), job, _answer)
     assert result is not None
-    return result.model_dump(exclude_none=True)
+    return result
 
 
 _requests: dict[int, UploadData] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request
 
@@ -40,9 +40,9 @@ EDIT_422 = (
 )
 async def edit(
     body: Annotated[EditRequest, Body(openapi_examples=EDIT_EXAMPLES)], principal: ImageEditing, service: Svc
-) -> dict[str, Any]:
+) -> EditResponse:
     """Fetch `input`, apply `operations`, write `output`; answers `{"data": {"input", "output"}}`."""
-    return {"data": await service.edit(principal.account_id, body)}
+    return EditResponse(data=await service.edit(principal.account_id, body))
 
 
 @router.post(
@@ -53,7 +53,7 @@ async def edit(
     response_model_exclude_unset=True,
     responses=errors(400, 401, 403, 422, 429, 500, notes={422: EDIT_422 + " An upload over the byte limit is 3002."}),
 )
-async def upload(request: Request, principal: ImageEditing, service: Svc) -> dict[str, Any]:
+async def upload(request: Request, principal: ImageEditing, service: Svc) -> EditResponse:
     """Multipart: `file` (the image; its file name becomes the output's name) and `data` (JSON:
     `{"operations": {...}, "output": ...}`, an edit request without input; optional)."""
     parsed = await read_upload(request, service.handoff, service.limits.max_input_bytes)
@@ -70,4 +70,4 @@ async def upload(request: Request, principal: ImageEditing, service: Svc) -> dic
         raise
     finally:
         parsed.discard()
-    return {"data": result}
+    return EditResponse(data=result)
