@@ -224,8 +224,13 @@ class WorkerPool:
         try:
             worker.conn.send_bytes(job.pickled())
         except (OSError, ValueError) as exc:
-            job.future.set_exception(WorkerCrashed(f"could not hand the task to a worker: {exc}"))
-            self._retire(index, WorkerCrashed(f"the image worker stopped unexpectedly ({exc})"))
+            # The worker died before this job reached it (its pipe is closed): the job never started, so it
+            # goes back to the queue for the replacement; the job the worker ran fails, with the exit code.
+            heapq.heappush(self._queue, job)
+            worker.process.join(timeout=1)
+            code = worker.process.exitcode
+            reason = f"exit code {code}" if code is not None else str(exc)
+            self._retire(index, WorkerCrashed(f"the image worker stopped unexpectedly ({reason})"))
             return
         job.payload = None  # sent: the bytes are not needed again
         if not worker.jobs:
