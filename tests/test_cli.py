@@ -153,3 +153,49 @@ def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
         proc.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_user_errors_are_one_line_never_a_traceback(tmp_path: Path) -> None:
+    """Issue 13: a missing @file, a worker without a broker, an output name that promises another format."""
+    photo = str(FIXTURES / "coffee.jpg")
+    missing = retouch("edit", photo, "-o", str(tmp_path / "o.jpg"), "--ops", "@nope.json", home=tmp_path)
+    assert missing.returncode == 2 and "cannot read nope.json" in missing.stderr, missing.stderr
+    worker = retouch("worker", home=tmp_path)
+    assert worker.returncode == 2 and "RETOUCH_BROKER_URL" in worker.stderr, worker.stderr
+    gif = retouch("edit", photo, "-o", str(tmp_path / "o.gif"), home=tmp_path)
+    assert gif.returncode == 2 and "o.gif names gif, but the output would be jpeg" in gif.stderr, gif.stderr
+    assert not (tmp_path / "o.gif").exists()
+    mismatch = retouch(
+        "edit", photo, "-o", str(tmp_path / "o.png"), "--output-options", '{"format": "webp"}', home=tmp_path
+    )
+    assert mismatch.returncode == 2 and not (tmp_path / "o.png").exists(), mismatch.stderr
+    for answer in (missing, worker, gif, mismatch):
+        assert "Traceback" not in answer.stderr + answer.stdout
+    assert "--output-options" in retouch("edit", "--help", home=tmp_path).stdout
+
+
+def test_keys_list_revoke_and_accounts(tmp_path: Path) -> None:
+    created = retouch("keys", "create", "--account", "acme", "--expires-in", "30d", home=tmp_path)
+    assert created.returncode == 0 and "expiring in 30d" in created.stdout, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    listed = retouch("keys", "list", home=tmp_path).stdout
+    assert key not in listed and key[:10] + "…" in listed and listed.strip().endswith("active"), listed
+    key_id = listed.strip().splitlines()[1].split("\t")[0]
+    assert retouch("keys", "revoke", key_id, home=tmp_path).returncode == 0
+    assert retouch("keys", "list", "--account", "acme", home=tmp_path).stdout.strip().endswith("revoked")
+    assert "acme\t0\t" in retouch("accounts", "list", home=tmp_path).stdout
+    bad = retouch("keys", "create", "--account", "acme", "--expires-in", "soon", home=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert retouch("keys", "revoke", "999", home=tmp_path).returncode == 2
+
+
+def test_serve_announces_only_once_listening(tmp_path: Path) -> None:
+    import socket
+
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = taken.getsockname()[1]
+        answer = retouch("serve", "--port", str(port), "--workers", "1", home=tmp_path / "home")
+    finally:
+        taken.close()
+    assert answer.returncode != 0 and "listening" not in answer.stdout, answer.stdout

@@ -36,7 +36,8 @@ def open_service(settings: Settings) -> Service:
     """The use cases over the database, the stores and the storages; nothing running yet (first start, keys)."""
     work = WorkContext.open(settings)
     assert work.engine is not None and work.box is not None
-    return Service(settings, work, KeyStore(work.engine), WebhookStore(work.engine, work.box))
+    keys = KeyStore(work.engine, settings.key_cache_seconds)
+    return Service(settings, work, keys, WebhookStore(work.engine, work.box))
 
 
 def start(service: Service) -> None:

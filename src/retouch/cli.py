@@ -1,22 +1,34 @@
-"""The `retouch` command: serve, edit, keys, db, doctor. Names are part of the operator's surface."""
+"""The `retouch` command: serve, edit, batch, worker, keys, accounts, db, doctor.
+
+Names are part of the operator's surface."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from retouch.settings import Settings
 
+if TYPE_CHECKING:
+    from retouch.stores.accounts import KeyStore
+
 app = typer.Typer(help="retouch: self-hosted image editing with the Claid.ai API contract.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(accounts_app, name="accounts")
 
 
 def _show_version(value: bool) -> None:
@@ -38,7 +50,10 @@ def _root(
 
 def _ops_argument(value: str) -> dict[str, Any]:
     """`--ops` takes JSON or @file (like curl's -d @file)."""
-    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        text = Path(value[1:]).read_text() if value.startswith("@") else value
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {value[1:]}: {exc.strerror or exc}") from None
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -79,15 +94,29 @@ def serve(
     if key:
         typer.echo(f"Created account 'default' with API key (also saved in {settings.resolved_home}/initial-api-key):")
         typer.echo(key)
-    typer.echo(f"retouch listening on http://{host}:{port} (docs at /docs, home {settings.resolved_home})")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+    )
+
+    def announce() -> None:
+        # Only once the port is bound: a port in use ends the server before this would mislead anyone.
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            typer.echo(f"retouch listening on http://{host}:{port} (docs at /docs, home {settings.resolved_home})")
+
+    threading.Thread(target=announce, name="retouch-banner", daemon=True).start()
+    server.run()
+    if not server.started:
+        raise typer.Exit(1)
 
 
 @app.command()
 def edit(
     input_path: Annotated[Path, typer.Argument(metavar="IN", help="Input image file.")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Output file (its extension picks the format unless --ops says).")
+        Path,
+        typer.Option("-o", "--output", help="Output file (its suffix picks the format unless --output-options does)."),
     ],
     ops: Annotated[
         str, typer.Option(help='Operations as JSON or @file, e.g. \'{"resizing": {"width": 800}}\'.')
@@ -100,7 +129,7 @@ def edit(
     from retouch.contracts.edit import UploadData
     from retouch.contracts.envelopes import validate
     from retouch.errors import RetouchError
-    from retouch.formats import output_format_for
+    from retouch.formats import OUTPUT_FORMATS, guess_ext, output_format_for
     from retouch.pipeline import configure_vips
     from retouch.work.context import WorkContext
     from retouch.work.item import Failure, Job, process
@@ -114,6 +143,14 @@ def edit(
     try:
         request = validate(UploadData, {"operations": operations, "output": out_opts})
         data = input_path.read_bytes()
+        named = guess_ext(output.name)  # what the file name says it holds, when it names an image format
+        wanted = request.output.format.type
+        if named and named != wanted:
+            writable = ", ".join(OUTPUT_FORMATS)
+            raise RetouchError(
+                f"{output.name} names {named}, but the output would be {wanted}; retouch writes {writable}: "
+                "pick a matching suffix or set the format with --output-options"
+            )
     except RetouchError as exc:
         typer.echo(f"error: {exc.public_message}", err=True)
         raise typer.Exit(2) from None
@@ -223,6 +260,13 @@ def worker(
     from retouch.executors.celery import QUEUES, run_worker
 
     settings = Settings()
+    if settings.executor != "celery" or not settings.broker_url:
+        typer.echo(
+            "error: `retouch worker` serves the scale-out mode: set RETOUCH_EXECUTOR=celery and RETOUCH_BROKER_URL "
+            "(e.g. redis://127.0.0.1:6379/0); the embedded default needs no worker",
+            err=True,
+        )
+        raise typer.Exit(2)
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = set(wanted) - set(QUEUES)
     if unknown or not wanted:
@@ -242,26 +286,89 @@ def worker(
     run_worker(settings, concurrency or os.cpu_count() or 1, wanted)
 
 
+def _duration(text: str) -> timedelta:
+    """30d, 12h, 90m or 3600s."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise typer.BadParameter(f"{text!r}: expected a positive number with d, h, m or s, e.g. 30d")
+    return timedelta(seconds=int(number) * units[unit])
+
+
+def _when(value: datetime | None) -> str:
+    from retouch.stores.tables import rfc3339
+
+    return rfc3339(value) if value is not None else "-"
+
+
+@contextmanager
+def _key_store() -> Iterator[KeyStore]:
+    from retouch.stores.accounts import KeyStore
+    from retouch.stores.db import make_engine
+
+    engine = make_engine(Settings().resolved_database_url)
+    try:
+        yield KeyStore(engine)
+    finally:
+        engine.dispose()
+
+
 @keys_app.command("create")
 def keys_create(
     account: Annotated[str, typer.Option(help="Account name (created if new).")],
     scopes: Annotated[str, typer.Option(help="Comma list of scopes.")] = "image_editing,storage",
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Expire the key after this long: 30d, 12h, 90m, 3600s.")
+    ] = None,
 ) -> None:
     """Create an API key; the key alone is printed on the last line."""
-    from retouch.stores.accounts import KeyStore
-    from retouch.stores.db import make_engine
-
-    settings = Settings()
-    engine = make_engine(settings.resolved_database_url)
-    try:
-        key = KeyStore(engine).create(account, tuple(s.strip() for s in scopes.split(",") if s.strip()))
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
-    typer.echo(f"Created a key for account {account!r} with scopes {scopes}. It is shown once:")
+    lifetime = _duration(expires_in) if expires_in else None
+    with _key_store() as store:
+        try:
+            key = store.create(account, tuple(s.strip() for s in scopes.split(",") if s.strip()), lifetime)
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    until = f", expiring in {expires_in}" if expires_in else ""
+    typer.echo(f"Created a key for account {account!r} with scopes {scopes}{until}. It is shown once:")
     typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option(help="Only this account's keys.")] = None,
+) -> None:
+    """Every key: id, account, first characters, scopes, created, last used, expiry, state (never the key)."""
+    with _key_store() as store:
+        keys = store.list_keys(account)
+    typer.echo("id\taccount\tprefix\tscopes\tcreated\tlast_used\texpires\tstate")
+    for k in keys:
+        typer.echo(
+            f"{k.id}\t{k.account}\t{k.prefix}…\t{','.join(k.scopes)}\t{_when(k.created_at)}\t"
+            f"{_when(k.last_used_at)}\t{_when(k.expires_at)}\t{k.state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(metavar="KEY_ID", help="The id `retouch keys list` shows.")],
+) -> None:
+    """Revoke a key: every API replica refuses it within RETOUCH_KEY_CACHE_SECONDS (1 s)."""
+    with _key_store() as store:
+        if not store.revoke(key_id):
+            typer.echo(f"error: no key with id {key_id} (see `retouch keys list`)", err=True)
+            raise typer.Exit(2)
+    typer.echo(f"key {key_id} revoked")
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """Every account, with its number of active keys."""
+    with _key_store() as store:
+        rows = store.accounts()
+    typer.echo("account\tactive_keys\tcreated")
+    for name, active, created in rows:
+        typer.echo(f"{name}\t{active}\t{_when(created)}")
 
 
 @db_app.command("upgrade")

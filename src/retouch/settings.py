@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     local_storage_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders that `local` storages may use; default home/storage."
     )
+    key_cache_seconds: float = Field(
+        1.0, ge=0, description="How long a replica trusts a key's last check: a revoked key is refused within it."
+    )
     rate_limit_per_minute: int = 120
     rate_limit_per_second: int = 4
     max_input_bytes: int = 100 * 1024 * 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -142,3 +143,19 @@ def test_first_start_creates_local_storage(tmp_path: Path) -> None:
 def test_openapi_lists_storage_routes(live: LiveApp) -> None:
     paths = httpx.get(f"{live.base}/openapi.json").json()["paths"]
     assert "/v1/storage/storages/{storage_id}" in paths
+
+
+def test_one_time_format_everywhere(live: LiveApp) -> None:
+    """Issue 13: every time in an answer is RFC 3339 in UTC with milliseconds and Z - a storage right after its
+    creation, the same storage read back (SQLite drops the zone), and a task."""
+    stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+    folder = live.settings.storage_roots[0] / "stamped"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+    with live.client() as client:
+        spec = {"name": "stamped", "type": "local", "parameters": {"path": str(folder)}}
+        mine = client.post("/v1/storage/storages", json=spec).json()["data"]
+        again = client.get(f"/v1/storage/storages/{mine['id']}").json()["data"]
+        task = client.post("/v1/image/edit/async", json={"input": "storage://stamped/a.jpg"}).json()["data"]
+    assert stamp.match(mine["created_at"]) and again["created_at"] == mine["created_at"], (mine, again)
+    assert stamp.match(task["created_at"]), task

@@ -137,6 +137,32 @@ def test_hanging_origin_holds_no_celery_worker(celery_topology: CeleryTopology) 
         pit.close()  # the stuck downloads fail at once; the cancelled task's other items never run
 
 
+def test_a_revoked_key_is_refused_by_every_replica(celery_topology: CeleryTopology) -> None:
+    """Issue 13: `retouch keys revoke` takes effect on both API replicas within RETOUCH_KEY_CACHE_SECONDS (1 s);
+    `retouch keys list` shows the key's use and state, never the key."""
+    topology = celery_topology
+    key = topology.create_key("leaving-co", ("image_editing",))
+    for port in topology.ports:  # both replicas know the key (and cache it)
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/image/edit/batch/999999", headers=_bearer(key))
+        assert response.status_code == 404, response.text
+    listed = topology._run("keys", "list", "--account", "leaving-co")
+    (row,) = listed.strip().splitlines()[1:]
+    key_id, account, prefix, scopes, _created, last_used, expires, state = row.split("\t")
+    assert (account, scopes, expires, state) == ("leaving-co", "image_editing", "-", "active"), row
+    assert prefix == key[:10] + "…" and key not in listed and last_used != "-"
+    assert topology._run("keys", "revoke", key_id).strip() == f"key {key_id} revoked"
+    time.sleep(1.2)
+    for port in topology.ports:
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/image/edit/batch/999999", headers=_bearer(key))
+        assert response.status_code == 401, response.text
+    assert topology._run("keys", "list", "--account", "leaving-co").strip().endswith("revoked")
+    assert "leaving-co\t0\t" in topology._run("accounts", "list")
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_path: Path) -> None:
     url = postgres_server.create_database(f"migrate_{os.getpid()}")
     env = {**os.environ, "RETOUCH_DATABASE_URL": url, "RETOUCH_HOME": str(tmp_path)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -155,7 +154,11 @@ class StorageOut(ResponseModel):
     name: str = Field(..., description="Unique per account; used in storage://name/path.")
     type: StorageType = Field(..., description="s3 | gcs | web_folder | local.")
     parameters: StorageParametersOut = Field(..., description="The parameters, without secrets.")
-    created_at: datetime = Field(..., description="When the storage was connected (UTC).")
+    created_at: str = Field(
+        ...,
+        description="When the storage was connected: RFC 3339 in UTC with milliseconds, e.g. 2026-12-04T09:41:07.123Z.",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class StorageResponse(Data[StorageOut]):

@@ -18,7 +18,7 @@ from retouch.net import FetchPolicy
 from retouch.storage.base import Connector
 from retouch.storage.registry import build_connector
 from retouch.storage.secrets import SecretBox
-from retouch.stores.tables import StorageRow
+from retouch.stores.tables import StorageRow, rfc3339
 
 __all__ = ["StorageCatalog"]
 
@@ -50,7 +50,13 @@ def _out(row: StorageRow) -> dict[str, Any]:
         shown = {"base_url": params.get("base_url")}
     else:
         shown = {"path": params.get("path", "")}
-    return {"id": row.id, "name": row.name, "type": row.type, "parameters": shown, "created_at": row.created_at}
+    return {
+        "id": row.id,
+        "name": row.name,
+        "type": row.type,
+        "parameters": shown,
+        "created_at": rfc3339(row.created_at),
+    }
 
 
 class StorageCatalog:

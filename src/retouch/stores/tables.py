@@ -19,12 +19,20 @@ __all__ = [
     "Task",
     "TaskStatus",
     "WebhookRow",
+    "rfc3339",
     "utcnow",
 ]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def rfc3339(value: datetime) -> str:
+    """The one format of every time in an answer: RFC 3339 in UTC with milliseconds and ``Z``
+    (``2026-12-04T09:41:07.123Z``). SQLite gives times back without their zone; every stored time is UTC."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Base(DeclarativeBase):
@@ -50,6 +58,10 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: Updated at most once a minute (a write per request would cost more than the request's auth).
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StorageRow(Base):

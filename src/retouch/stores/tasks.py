@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from retouch.errors import NotFound
 from retouch.formats import unique_name
-from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus, WebhookRow, utcnow
+from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus, WebhookRow, rfc3339, utcnow
 
 
 def rowcount(result: Any) -> int:
@@ -48,11 +48,7 @@ class ItemWork:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:  # SQLite drops the zone; every stored time is UTC
-        return value.isoformat(timespec="milliseconds") + "Z"
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(value) if value is not None else None
 
 
 # The per-item statements, built once: constructing a Core statement costs Python time on every call
