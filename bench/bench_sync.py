@@ -1,6 +1,6 @@
 """Benchmark of the synchronous edit pipeline against a raw pyvips baseline, in one run.
 
-Workload (research/perf-anchors.md, workload (a)): 12-megapixel JPEG -> resize to width 1000 -> JPEG q85.
+Workload (docs/performance.md: the 12 MP resize): 12-megapixel JPEG -> resize to width 1000 -> JPEG q85.
 
 Modes (each one measured in every pass; passes interleave the modes and the best pass is kept):
 
@@ -67,7 +67,7 @@ class Mode:
     kind: str  # baseline | inproc | http-url | http-upload
     procs: int  # worker processes (pool size or the server's --workers)
     progressive: bool = False
-    pin_cpu: int | None = None  # the 1-process runs are pinned, as in perf-anchors, so they measure one core
+    pin_cpu: int | None = None  # the 1-process runs are pinned, as the library anchors were, so they measure one core
     baseline: str | None = None  # the mode this one is compared with
     target: float | None = None  # minimum ratio to the baseline; None = for information only
     origin_ms: int = 0  # http-url: the loopback origin waits this long before each answer
@@ -167,7 +167,7 @@ def _pool_worker(
     dims: set[tuple[int, int]] = set()
     while (path := tasks.get()) is not None:
         t0 = time.perf_counter()
-        # Reading the file is part of the timed work (it comes from the page cache), as in perf-anchors.
+        # Reading the file is part of the timed work (it comes from the page cache), as in the library anchors.
         out, width, height = fn(Path(path).read_bytes())
         latencies.append(time.perf_counter() - t0)
         out_bytes += len(out)

@@ -1,6 +1,6 @@
 """Deterministic 12-megapixel JPEG corpus for the benchmarks.
 
-Same recipe as the corpus in research/perf-anchors.md: a real photo from scikit-image's bundled data
+Same recipe as the corpus of the library anchors (docs/performance.md): a real photo from scikit-image's bundled data
 upscaled (Lanczos) to cover a 4000x3000 frame, a second photo inset, a tinted texture blended in, and
 sensor-like grain. The grain matters: pure upscales are unrealistically smooth, so they would be small
 files that decode too fast; with it the files land near 1.9 bit/px (~2.5-3 MB), like camera JPEGs at q90.
@@ -29,7 +29,7 @@ SET_NAME = f"jpeg12-v{GENERATOR_VERSION}"
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus" / SET_NAME
 WIDTH, HEIGHT = 4000, 3000
 QUALITY = 90
-GRAIN_SIGMA = 3.8  # 8-bit levels; tuned so the mean file is ~2.8 MB (1.9 bit/px) like perf-anchors' jpeg12 set
+GRAIN_SIGMA = 3.8  # 8-bit levels; tuned so the mean file is ~2.8 MB (1.9 bit/px) like the anchors' jpeg12 set
 
 PHOTOS = [
     "astronaut.png",

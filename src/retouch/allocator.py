@@ -7,8 +7,8 @@ fetcher's socket reads, libvips' decode and encode buffers - so with the default
 faults again per image. With the threshold fixed at 32 MB those buffers come from the heap and are
 reused: measured on the sync URL benchmark, image-worker CPU per 12 MP resize 51-52 -> 48 ms.
 
-The heap holding on to more freed memory is the usual price (peers.md: fragmentation is the top
-production failure of libvips servers). Here it is bounded: blocks of 32 MB and more (model
+The heap holding on to more freed memory is the usual price (fragmentation is the most reported
+production failure of libvips servers; docs/performance.md). Here it is bounded: blocks of 32 MB and more (model
 activations, whole decoded 12 MP frames) are still mmapped and returned on free, the model paths
 trim the heap after every call (``models.release_memory``), and the trim threshold keeps a heap
 top above 128 MB from lingering. Measured, the worker's peak RSS did not move (batch, AI mixed worker).

@@ -1,7 +1,7 @@
 """Licence-plate finder for ``privacy.blur_car_plate``.
 
-No permissively licensed, purpose-trained plate detector ships in a registry package (research/models.md
-section c), so the default finds *text that looks like a plate*: PP-OCRv4 text detection and recognition
+No permissively licensed, purpose-trained plate detector ships in a registry package (docs/ai.md,
+"Why these models"), so the default finds *text that looks like a plate*: PP-OCRv4 text detection and recognition
 from ``rapidocr-onnxruntime`` (Apache-2.0 code and weights), run through rapidocr's own pre/post-processing
 on the CPU provider with :func:`retouch.models.threads` intra-op threads, then :func:`looks_like_plate`.
 

@@ -5,7 +5,7 @@ the ``ncnn`` Python bindings on the CPU (``use_vulkan_compute=False``: no GPU an
 here; ``import ncnn`` prints a harmless "load vulkan driver failed" line). Operators may point
 ``RETOUCH_MODEL_WAIFU2X`` at a folder holding the same ``WAIFU2X_*.param/.bin`` file names.
 
-The networks, verified by experiment (``models.md`` (d) and ``tests/models/test_superres.py``):
+The networks, verified by experiment (docs/ai.md, "Why these models", and ``tests/models/test_superres.py``):
 
 * ``upconv_7`` (``WAIFU2X_PHOTO_*``, ``WAIFU2X_ANIME_*``): blobs ``Input1`` -> ``Eltwise4``; a "valid"
   net (no padding inside): an input of side ``n + 14`` gives exactly ``2n`` pixels, so 7 px of

@@ -39,7 +39,7 @@ class Encoded:
 
 def configure_vips(threads: int | None = None) -> None:
     """One worker process per core with one vips thread each is the fastest layout for batch work
-    (research/perf-anchors.md); the operation cache only costs memory when every input differs."""
+    (docs/performance.md); the operation cache only costs memory when every input differs."""
     pyvips.cache_set_max(0)
     if threads is not None:
         pyvips.concurrency_set(threads)

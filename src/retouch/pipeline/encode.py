@@ -68,7 +68,7 @@ def encode(image: pyvips.Image, spec: EncodeSpec, metadata: Metadata | None, pro
         )
     if fmt == "png":
         # fast: no row filter, zlib 1; optimal: adaptive filter at zlib 6 (a third smaller for ~2x the time);
-        # best: zlib 9 adaptive. See research/perf-anchors.md for the measured trade-off.
+        # best: zlib 9 adaptive. The measured trade-off is in docs/performance.md.
         level, filt = {"fast": (1, "none"), "optimal": (6, "all"), "best": (9, "all")}[spec.png_compression]
         return bytes(image.pngsave_buffer(compression=level, filter=filt, keep=keep))
     if fmt == "webp":
