@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Hosts, host:port or CIDRs that http(s) fetches may reach although private/loopback.",
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (https://shop.example) whose browser pages may call the API; default none.",
+    )
     local_storage_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="Folders that `local` storages may use; default home/storage."
     )
@@ -113,7 +117,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    @field_validator("fetch_allow_hosts", "local_storage_roots", mode="before")
+    @field_validator("fetch_allow_hosts", "local_storage_roots", "cors_origins", mode="before")
     @classmethod
     def _commas(cls, value: object) -> object:
         return _split_commas(value)

@@ -152,20 +152,23 @@ def test_claim_hands_each_item_out_once(engine: Engine) -> None:
 
 
 def test_fair_window_keeps_each_account_to_its_share(engine: Engine) -> None:
-    """Celery's window of 6: an account alone gets half of it (its items may be stuck on a hanging origin); once
-    another account has work, each holds at most its share, counting what it runs already."""
+    """Celery's window of 6: an account alone may fill it (its items may all be stuck on a hanging origin); when
+    another account has work, that one gets its share at once and the first gets nothing until it is under its own."""
     store = TaskStore(engine)
     with Session(engine) as session, session.begin():
         session.add(Account(name="globex"))
     _stuck_id, stuck = _batch(store, 12)
-    first = store.claim(6, lease_seconds=60, fair_window=6)
-    assert [i for i, _, _ in first] == stuck[:3]  # alone: half the window, not all of it
-    assert store.claim(6, lease_seconds=60, fair_window=6) == []  # at its share: nothing more for now
+    first = store.claim(200, lease_seconds=60, fair_window=6)
+    assert [i for i, _, _ in first] == stuck[:6]  # alone: the whole window
+    assert store.claim(200, lease_seconds=60, fair_window=6) == []  # full
     other = store.create(2, "batch", REQUEST)
     theirs = store.add_items(other.id, [ItemSpec(f"storage://s/in/o{i}.jpg", f"o{i}.jpg") for i in range(5)], 0)
-    assert [i for i, _, _ in store.claim(6, lease_seconds=60, fair_window=6)] == theirs[:3]
-    store.finish_item(stuck[0], OUTCOME, None, None)
-    assert [i for i, _, _ in store.claim(6, lease_seconds=60, fair_window=6)] == [stuck[3]]
+    assert [i for i, _, _ in store.claim(200, lease_seconds=60, fair_window=6)] == theirs[:3]  # its share, now
+    for item_id in stuck[:3]:
+        store.finish_item(item_id, OUTCOME, None, None)
+    assert store.claim(200, lease_seconds=60, fair_window=6) == []  # 3 + 3 running: both at their share
+    store.finish_item(stuck[3], OUTCOME, None, None)
+    assert [i for i, _, _ in store.claim(200, lease_seconds=60, fair_window=6)] == [stuck[6]]
     assert store.claim(6, lease_seconds=60) != []  # without a window (the local executor) no share applies
 
 

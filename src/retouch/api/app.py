@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -149,6 +150,18 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     # Added first, so it runs inside RequestIdAndRateLimit: its 401 and 413 answers carry the usual headers.
     app.add_middleware(Gate, max_json_bytes=settings.max_json_bytes)
     app.add_middleware(RequestIdAndRateLimit, limiter=limiter)
+    if settings.cors_origins:
+        # Outermost: a preflight from a listed origin is answered here, before the key check (browsers send
+        # none with it), and every answer to a listed origin - errors included - carries its CORS headers.
+        # Any other origin gets no CORS header at all, and its preflight a 400.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"],
+            max_age=600,
+        )
 
     @app.exception_handler(RetouchError)
     async def retouch_error(request: Request, exc: RetouchError) -> JSONResponse:

@@ -198,11 +198,9 @@ class CeleryExecutor:
             sent = 0
             full = False
             try:
-                room = window - self.store.running_count()
-                full = room <= 0
-                claimed = self.store.claim(
-                    min(room, 200), lease_seconds=self.settings.item_lease_seconds, fair_window=window
-                )
+                # The window is kept per account (TaskStore.claim): each gets its share of it.
+                claimed = self.store.claim(200, lease_seconds=self.settings.item_lease_seconds, fair_window=window)
+                full = not claimed and self.store.running_count() > 0
                 for item_id, kind, queue in claimed:
                     try:
                         self.app.send_task(TASK_NAME, args=[item_id, kind], queue=queue)
@@ -213,7 +211,7 @@ class CeleryExecutor:
                         break
             except Exception:
                 log.exception("dispatch failed; retrying")
-            # Workers do not tell this process when they finish: with the window full, look again soon
-            # so they never run dry; with nothing to send, sleep until notified (or half a second).
+            # Workers do not tell this process when they finish: with items in flight and none sent, look again
+            # soon so they never run dry; with nothing in flight, sleep until notified (or half a second).
             self._wake.wait(timeout=0.05 if sent else 0.1 if full else 0.5)
             self._wake.clear()

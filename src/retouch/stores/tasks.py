@@ -303,9 +303,11 @@ class TaskStore:
         Every query reads at most ``limit`` rows per open task through an index, so a claim costs the
         same whatever the size of the batches. On PostgreSQL, rows another replica is claiming are skipped.
         ``skip_accounts``: accounts not served this time (their downloads are at their limit).
-        ``fair_window`` (Celery: the items allowed in flight): an account already running its share of it - the
-        window over the accounts with work, and never more than half - is not served this time, so one account's
-        items stuck on a hanging origin cannot take the whole window."""
+        ``fair_window`` (Celery: the items allowed in flight) replaces ``limit`` as the bound: each account gets up to
+        its share of the window (the window over the accounts with work) counting what it runs already, and no
+        more. An account alone may fill the window; when another one comes, the first is served nothing until it
+        is under its share, while the newcomer gets its share at once - even though the window is full - so one
+        account's items stuck on a hanging origin hold back nobody else (in flight stays under ~1.5 windows)."""
         if limit <= 0:
             return []
         now = utcnow()
@@ -317,7 +319,7 @@ class TaskStore:
             if fair_window is not None:
                 running = {int(row[0]): int(row[1]) for row in conn.execute(_RUNNING_BY_ACCOUNT)}
                 with_work = {row[1] for row in open_tasks} | set(running)
-                share = max(1, -(-fair_window // max(2, len(with_work))))
+                share = max(1, -(-fair_window // max(1, len(with_work))))
                 skip_accounts = set(skip_accounts) | {a for a, n in running.items() if n >= share}
             expired = conn.execute(_EXPIRED, {"b_now": now, "b_limit": limit}).all()
             picked = [(row[0], kinds[row[1]], row[2]) for row in expired if row[1] in kinds]
