@@ -3,19 +3,24 @@
 ``open_service`` builds what the API's use cases need (the database, the stores, the storages, the input reader,
 the tmp store); ``start`` adds the runtime of ``serve`` - the image worker pool, the downloads and their
 process, the executor (the local dispatcher or Celery), the batch lister, webhook delivery and clean-up.
-``retouch serve``, ``retouch keys``/first start, and the tests all go through these two functions; a worker
-process builds its own parts in ``work.context``.
+``open_worker`` builds what ``retouch worker`` runs under Celery: the same pool, downloads and router. ``retouch
+serve``, ``retouch worker``, first start and the tests all go through these functions; an image worker process
+builds its own parts in ``work.context``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from typing import TYPE_CHECKING
 
 from retouch.downloader import DownloadProcess, NetworkInputs
 from retouch.downloads import Downloads
 from retouch.executors.base import Executor
 from retouch.executors.local import LocalExecutor
 from retouch.executors.pool import WorkerPool
+from retouch.executors.router import ItemRouter
+from retouch.handoff import Handoff
 from retouch.jobs.janitor import Janitor
 from retouch.jobs.lister import Lister
 from retouch.jobs.webhooks import WebhookSender
@@ -27,7 +32,10 @@ from retouch.stores.webhooks import WebhookStore
 from retouch.work.context import WorkContext, init_worker
 from retouch.work.item import drain_commits
 
-__all__ = ["open_service", "start"]
+if TYPE_CHECKING:
+    from retouch.executors.celery import WorkerRuntime
+
+__all__ = ["open_service", "open_worker", "start"]
 
 log = logging.getLogger("retouch.bootstrap")
 
@@ -75,3 +83,33 @@ def start(service: Service) -> None:
     janitor = Janitor(settings, lambda: work.tmp, service.tasks)
     service.runtime = Runtime(pool, downloads, downloader, inputs, executor, lister, [sender, janitor])
     lister.resume()
+
+
+def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
+    """`retouch worker`: ``concurrency`` image processes, the downloads and their process, and the router between
+    them and the Celery feeders (``executors/celery.py``)."""
+    from retouch.executors.celery import WorkerRuntime
+
+    work = WorkContext.open(settings)
+    assert work.tasks is not None and work.inputs is not None
+    pool = WorkerPool(
+        concurrency,
+        initializer=init_worker,
+        initargs=(settings,),
+        finalizer=drain_commits,
+        default_deadline=settings.item_timeout_seconds,
+    )
+    handoff = Handoff()
+    downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
+    downloader = DownloadProcess(settings, handoff.folder, settings.fetch_concurrency)
+    room = threading.Event()
+    router = ItemRouter(
+        work.tasks,
+        pool,
+        settings.item_timeout_seconds,
+        downloads=downloads,
+        inputs=NetworkInputs(work.inputs, downloader, handoff),
+        handoff=handoff,
+        on_done=room.set,
+    )
+    return WorkerRuntime(work, pool, downloads, downloader, handoff, router, room)

@@ -283,7 +283,9 @@ def worker(
             raise typer.Exit(2) from None
         finally:
             engine.dispose()
-    run_worker(settings, concurrency or os.cpu_count() or 1, wanted)
+    from retouch.bootstrap import open_worker
+
+    run_worker(settings, open_worker(settings, concurrency or os.cpu_count() or 1), wanted)
 
 
 def _duration(text: str) -> timedelta:

@@ -176,14 +176,21 @@ def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_pat
         tables = set(inspect(engine).get_table_names())
         assert {"accounts", "api_keys", "storages", "tasks", "items", "webhooks", "alembic_version"} <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"  # the head
+        columns = {c["name"] for c in inspect(engine).get_columns("api_keys")}
+        assert {"last_used_at", "expires_at", "revoked_at"} <= columns
     finally:
         engine.dispose()
     # a worker refuses to start on a database that was never migrated
     empty = postgres_server.create_database(f"empty_{os.getpid()}")
     refused = subprocess.run(
         [sys.executable, "-m", "retouch", "worker"],
-        env={**env, "RETOUCH_DATABASE_URL": empty, "RETOUCH_BROKER_URL": "redis://127.0.0.1:1/0"},
+        env={
+            **env,
+            "RETOUCH_DATABASE_URL": empty,
+            "RETOUCH_EXECUTOR": "celery",
+            "RETOUCH_BROKER_URL": "redis://127.0.0.1:1/0",
+        },
         capture_output=True,
         text=True,
         timeout=60,

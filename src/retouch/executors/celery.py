@@ -24,15 +24,14 @@ from typing import Any
 
 from celery import Celery, signals
 
-from retouch.downloader import DownloadProcess, NetworkInputs
+from retouch.downloader import DownloadProcess
 from retouch.downloads import Downloads
 from retouch.executors.pool import WorkerPool
 from retouch.executors.router import ItemRouter
 from retouch.handoff import Handoff
 from retouch.settings import Settings
 from retouch.stores.tasks import TaskStore
-from retouch.work.context import WorkContext, init_worker
-from retouch.work.item import drain_commits
+from retouch.work.context import WorkContext
 
 __all__ = ["CeleryExecutor", "WorkerRuntime", "make_celery", "run_worker"]
 
@@ -56,32 +55,6 @@ class WorkerRuntime:
     handoff: Handoff
     router: ItemRouter
     room: threading.Event
-
-    @classmethod
-    def build(cls, settings: Settings, concurrency: int) -> WorkerRuntime:
-        work = WorkContext.open(settings)
-        assert work.tasks is not None and work.inputs is not None
-        pool = WorkerPool(
-            concurrency,
-            initializer=init_worker,
-            initargs=(settings,),
-            finalizer=drain_commits,
-            default_deadline=settings.item_timeout_seconds,
-        )
-        handoff = Handoff()
-        downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
-        downloader = DownloadProcess(settings, handoff.folder, settings.fetch_concurrency)
-        room = threading.Event()
-        router = ItemRouter(
-            work.tasks,
-            pool,
-            settings.item_timeout_seconds,
-            downloads=downloads,
-            inputs=NetworkInputs(work.inputs, downloader, handoff),
-            handoff=handoff,
-            on_done=room.set,
-        )
-        return cls(work, pool, downloads, downloader, handoff, router, room)
 
     def feed(self, item_id: int, kind: str) -> str:
         """A feeder thread: wait until an image worker is free (or nearly), then route the item and return."""
@@ -133,12 +106,12 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def run_worker(settings: Settings, concurrency: int, queues: list[str]) -> None:
-    """`retouch worker`: a Celery worker in the foreground with ``concurrency`` image processes; SIGTERM finishes
-    the running items, gives the queued ones back, then exits."""
+def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) -> None:
+    """`retouch worker`: a Celery worker in the foreground feeding ``runtime`` (built by ``bootstrap.open_worker``);
+    SIGTERM finishes the running items, gives the queued ones back, then exits."""
     global _runtime
     app = make_celery(settings)
-    _runtime = WorkerRuntime.build(settings, concurrency)
+    _runtime = runtime
 
     @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _stop(**_: Any) -> None:
