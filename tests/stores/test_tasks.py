@@ -144,7 +144,7 @@ def test_claim_hands_each_item_out_once(engine: Engine) -> None:
     _task_id, ids = _batch(store, 5)
     first = store.claim(3, lease_seconds=60)
     second = store.claim(10, lease_seconds=60)
-    got = [i for i, _kind, _queue in first + second]
+    got = [c.item_id for c in first + second]
     assert sorted(got) == sorted(ids) and len(set(got)) == 5
     assert store.claim(10, lease_seconds=60) == []
     with Session(engine) as session:
@@ -159,16 +159,16 @@ def test_fair_window_keeps_each_account_to_its_share(engine: Engine) -> None:
         session.add(Account(name="globex"))
     _stuck_id, stuck = _batch(store, 12)
     first = store.claim(200, lease_seconds=60, fair_window=6)
-    assert [i for i, _, _ in first] == stuck[:6]  # alone: the whole window
+    assert [c.item_id for c in first] == stuck[:6]  # alone: the whole window
     assert store.claim(200, lease_seconds=60, fair_window=6) == []  # full
     other = store.create(2, "batch", REQUEST)
     theirs = store.add_items(other.id, [ItemSpec(f"storage://s/in/o{i}.jpg", f"o{i}.jpg") for i in range(5)], 0)
-    assert [i for i, _, _ in store.claim(200, lease_seconds=60, fair_window=6)] == theirs[:3]  # its share, now
+    assert [c.item_id for c in store.claim(200, lease_seconds=60, fair_window=6)] == theirs[:3]  # its share, now
     for item_id in stuck[:3]:
         store.finish_item(item_id, OUTCOME, None, None)
     assert store.claim(200, lease_seconds=60, fair_window=6) == []  # 3 + 3 running: both at their share
     store.finish_item(stuck[3], OUTCOME, None, None)
-    assert [i for i, _, _ in store.claim(200, lease_seconds=60, fair_window=6)] == [stuck[6]]
+    assert [c.item_id for c in store.claim(200, lease_seconds=60, fair_window=6)] == [stuck[6]]
     assert store.claim(6, lease_seconds=60) != []  # without a window (the local executor) no share applies
 
 
@@ -189,9 +189,9 @@ def test_claim_takes_expired_leases_first_then_async_then_accounts_in_turn(engin
             .values(status=ItemStatus.RUNNING, lease_until=utcnow() - timedelta(seconds=5))
         )
     claimed = store.claim(4, lease_seconds=60)
-    assert [item_id for item_id, _, _ in claimed] == [big[5], lone, theirs[0], big[0]]
-    assert [kind for _, kind, _ in claimed] == ["batch", "async", "batch", "batch"]
+    assert [c.item_id for c in claimed] == [big[5], lone, theirs[0], big[0]]
+    assert [c.kind for c in claimed] == ["batch", "async", "batch", "batch"]
     rest = store.claim(100, lease_seconds=60)
-    assert sorted(item_id for item_id, _, _ in rest) == sorted([*big[1:5], theirs[1]])
+    assert sorted(c.item_id for c in rest) == sorted([*big[1:5], theirs[1]])
     assert store.claim(100, lease_seconds=60) == []
     assert big_id != other.id

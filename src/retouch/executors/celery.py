@@ -56,12 +56,12 @@ class WorkerRuntime:
     router: ItemRouter
     room: threading.Event
 
-    def feed(self, item_id: int, kind: str) -> str:
+    def feed(self, item_id: int, kind: str, account_id: int, source: str) -> str:
         """A feeder thread: wait until an image worker is free (or nearly), then route the item and return."""
         while self.pool.free_slots(ahead=AHEAD) <= 0:
             self.room.wait(timeout=0.2)
             self.room.clear()
-        self.router.route(item_id, kind)
+        self.router.route(item_id, kind, account_id, source)
         return "routed"
 
     def close(self) -> None:
@@ -98,10 +98,10 @@ def make_celery(settings: Settings) -> Celery:
     )
 
     @app.task(name=TASK_NAME, acks_late=True)  # type: ignore[untyped-decorator]
-    def run_item_task(item_id: int, kind: str) -> str:
+    def run_item_task(item_id: int, kind: str, account_id: int, source: str) -> str:
         if _runtime is None:
             raise RuntimeError("this process is not a retouch worker")
-        return _runtime.feed(item_id, kind)
+        return _runtime.feed(item_id, kind, account_id, source)
 
     return app
 
@@ -174,13 +174,15 @@ class CeleryExecutor:
                 # The window is kept per account (TaskStore.claim): each gets its share of it.
                 claimed = self.store.claim(200, lease_seconds=self.settings.item_lease_seconds, fair_window=window)
                 full = not claimed and self.store.running_count() > 0
-                for item_id, kind, queue in claimed:
+                for item in claimed:
                     try:
-                        self.app.send_task(TASK_NAME, args=[item_id, kind], queue=queue)
+                        # The source travels with the id: the worker routes it without reading the item again.
+                        args = [item.item_id, item.kind, item.account_id, item.source]
+                        self.app.send_task(TASK_NAME, args=args, queue=item.queue)
                         sent += 1
                     except Exception as exc:  # broker down: put the rest back, try again soon
                         log.warning("broker unavailable (%s); %d items wait", exc, len(claimed) - sent)
-                        self.store.release([i for i, _k, _q in claimed[sent:]])
+                        self.store.release([item.item_id for item in claimed[sent:]])
                         break
             except Exception:
                 log.exception("dispatch failed; retrying")

@@ -84,8 +84,8 @@ class LocalExecutor:
                 busy = self.downloads.saturated() if self.downloads is not None else set()
                 claimed = self.store.claim(wanted, lease_seconds=self.lease, skip_accounts=busy) if wanted else []
                 # (sync requests take pool slots too; free_slots() already counts them)
-                for item_id, kind, _queue in claimed:
-                    self.router.route(item_id, kind)
+                for item in claimed:
+                    self.router.route(item.item_id, item.kind, item.account_id, item.source)
             except Exception:  # the dispatcher must survive a database hiccup
                 log.exception("dispatch failed; retrying")
                 claimed = []

@@ -58,14 +58,12 @@ class ItemRouter:
         #: Called after each item ends (the local dispatcher looks for more work).
         self.on_done = on_done
 
-    def route(self, item_id: int, kind: str) -> None:
+    def route(self, item_id: int, kind: str, account_id: int, source: str) -> None:
         """To the pool at once, or through a download first when the item's input crosses a network."""
-        found = self.store.item_source(item_id) if self.downloads is not None else None
-        host = self.inputs.remote_host(*found) if found is not None and self.inputs is not None else None
-        if found is None or host is None or self.downloads is None or self.inputs is None:
+        host = self.inputs.remote_host(account_id, source) if self.inputs is not None else None
+        if host is None or self.downloads is None or self.inputs is None:
             self._submit(item_id, kind, None)
             return
-        account_id, source = found
         download = self.downloads.submit(
             account_id, host, functools.partial(self.inputs.download_input, account_id, source)
         )

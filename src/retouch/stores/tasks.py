@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -24,9 +24,17 @@ def rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
-__all__ = ["ItemSpec", "ItemWork", "TaskStore", "rowcount"]
+__all__ = ["Claimed", "ItemSpec", "ItemWork", "TaskStore", "rowcount"]
 
 NOT_FOUND = "Batch image edit pipeline not found."
+
+
+class Claimed(NamedTuple):
+    item_id: int
+    kind: str  # async | batch
+    queue: str  # fast | ai
+    account_id: int
+    source: str
 
 
 @dataclass(frozen=True)
@@ -107,15 +115,6 @@ _COUNT = {
 }
 
 
-_ITEM_SOURCE = (
-    select(Item.source, Task.account_id)
-    .join(Task, Task.id == Item.task_id)
-    .where(
-        Item.id == bindparam("b_item"),
-        Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)),
-        Task.status.not_in(TaskStatus.TERMINAL),
-    )
-)
 # The claim's statements (the dispatcher runs one claim per few items).
 _OPEN_TASKS = (
     select(Task.id, Task.account_id, Task.kind)
@@ -123,7 +122,7 @@ _OPEN_TASKS = (
     .order_by(case((Task.kind == "async", 0), else_=1), Task.id)
 )
 _EXPIRED = (
-    select(Item.id, Item.task_id, Item.queue)
+    select(Item.id, Item.task_id, Item.queue, Item.source)
     .where(Item.status == ItemStatus.RUNNING, Item.lease_until < bindparam("b_now"))
     .order_by(Item.lease_until)
     .limit(bindparam("b_limit"))
@@ -136,7 +135,7 @@ _RUNNING_BY_ACCOUNT = (
     .group_by(Task.account_id)
 )
 _PENDING = (
-    select(Item.id, Item.queue)
+    select(Item.id, Item.queue, Item.source)
     .where(Item.task_id == bindparam("b_task"), Item.status == ItemStatus.PENDING)
     .order_by(Item.seq)
     .limit(bindparam("b_limit"))
@@ -294,8 +293,9 @@ class TaskStore:
         lease_seconds: float,
         skip_accounts: set[int] | frozenset[int] = frozenset(),
         fair_window: int | None = None,
-    ) -> list[tuple[int, str, str]]:
-        """Up to ``limit`` runnable items, marked RUNNING under a lease: (item id, task kind, queue).
+    ) -> list[Claimed]:
+        """Up to ``limit`` runnable items, marked RUNNING under a lease: id, task kind, queue, account and source
+        (the executors route an item by its source without reading it again).
 
         Items whose lease ran out (their worker or the broker lost them) come first, then pending items
         round-robin across accounts — the n-th item of every account before the (n+1)-th of any — so one
@@ -314,6 +314,7 @@ class TaskStore:
         with self.engine.begin() as conn:
             open_tasks = conn.execute(_OPEN_TASKS).all()
             kinds = {row[0]: row[2] for row in open_tasks}
+            owners = {row[0]: row[1] for row in open_tasks}
             share: int | None = None
             running: dict[int, int] = {}
             if fair_window is not None:
@@ -322,15 +323,19 @@ class TaskStore:
                 share = max(1, -(-fair_window // max(1, len(with_work))))
                 skip_accounts = set(skip_accounts) | {a for a, n in running.items() if n >= share}
             expired = conn.execute(_EXPIRED, {"b_now": now, "b_limit": limit}).all()
-            picked = [(row[0], kinds[row[1]], row[2]) for row in expired if row[1] in kinds]
-            per_account: dict[int, list[tuple[int, str, str]]] = {}
+            picked = [
+                Claimed(row[0], kinds[row[1]], row[2], owners[row[1]], row[3]) for row in expired if row[1] in kinds
+            ]
+            per_account: dict[int, list[Claimed]] = {}
             for task_id, account_id, kind in open_tasks:
                 if len(picked) >= limit:
                     break
                 if account_id in skip_accounts:
                     continue
                 rows = conn.execute(_PENDING, {"b_task": task_id, "b_limit": limit}).all()
-                per_account.setdefault(account_id, []).extend((row[0], kind, row[1]) for row in rows)
+                per_account.setdefault(account_id, []).extend(
+                    Claimed(row[0], kind, row[1], account_id, row[2]) for row in rows
+                )
             if share is not None:  # each account up to its share, counting what it runs already
                 for account_id, entries in per_account.items():
                     del entries[max(0, share - running.get(account_id, 0)) :]
@@ -379,12 +384,6 @@ class TaskStore:
                     .values(status=ItemStatus.PENDING, lease_until=None)
                 )
             )
-
-    def item_source(self, item_id: int) -> tuple[int, str] | None:
-        """(account id, source) of an item still to run, for reading its input ahead; None otherwise."""
-        with self.engine.connect() as conn:
-            row = conn.execute(_ITEM_SOURCE, {"b_item": item_id}).first()
-        return (int(row[1]), str(row[0])) if row is not None else None
 
     def start_item(self, item_id: int, lease_seconds: float, max_attempts: int = 3) -> ItemWork | None:
         """In the worker: the item to run, or None when it is finished or its task was cancelled.
