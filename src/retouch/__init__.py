@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -10,12 +10,16 @@ from retouch.contracts import EditRequest, ImageOperations, OutputOptions
 from retouch.errors import *  # noqa: F403
 from retouch.errors import __all__ as _errors_all
 
+if TYPE_CHECKING:  # the image stack loads on the first edit(), not on `import retouch`
+    from retouch.pipeline import Encoded
+
 __all__ = ["__version__", "edit", "EditRequest", "ImageOperations", "OutputOptions", *_errors_all]
 
 
-def edit(data: bytes, operations: dict[str, Any] | None = None, output: Any = None) -> Any:
-    """Edit image bytes in this process with the contract's operations and output; returns
-    :class:`retouch.pipeline.Encoded` (``.data`` holds the encoded bytes)."""
+def edit(data: bytes, operations: dict[str, Any] | None = None, output: dict[str, Any] | str | None = None) -> Encoded:
+    """Edit image bytes in this process with the contract's operations and output (a dict, or a storage://
+    destination alone); returns :class:`retouch.pipeline.Encoded`: ``.data`` (the encoded bytes), ``.format``,
+    ``.width``, ``.height``, ``.source`` (the input as read) and ``.frames_dropped``."""
     from retouch.contracts.edit import UploadData
     from retouch.contracts.envelopes import validate
     from retouch.pipeline import run
