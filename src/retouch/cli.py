@@ -94,8 +94,12 @@ def serve(
     if key:
         typer.echo(f"Created account 'default' with API key (also saved in {settings.resolved_home}/initial-api-key):")
         typer.echo(key)
+    from retouch.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    # log_config=None: uvicorn's lines go through the handler above, in the same format, with the request ids.
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", proxy_headers=False)
+        uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, proxy_headers=False)
     )
 
     def announce() -> None:
@@ -284,7 +288,9 @@ def worker(
         finally:
             engine.dispose()
     from retouch.bootstrap import open_worker
+    from retouch.logs import configure_logging
 
+    configure_logging(settings.log_format, settings.log_level)
     run_worker(settings, open_worker(settings, concurrency or os.cpu_count() or 1), wanted)
 
 

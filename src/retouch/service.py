@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
+from retouch import logs
 from retouch.contracts.edit import EditRequest, EditResult, UploadData
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
@@ -189,7 +190,10 @@ class Service:
             parse_storage_uri(request.output.destination)  # a malformed destination fails before any work
         if request.input.startswith("storage://"):
             self.storages.connector(account_id, parse_storage_uri(request.input).name)  # unknown storage: 400 now
-        job = Job(account_id, request.operations, request.output, source=request.input)
+        request_id, account = _ids()
+        job = Job(
+            account_id, request.operations, request.output, source=request.input, request_id=request_id, account=account
+        )
         host = self.remote_host(account_id, request.input)
         if host is None:
             # A local file: the worker reads it and writes the result itself, the bytes never pass through here.
@@ -217,7 +221,16 @@ class Service:
     async def edit_upload(self, account_id: int, image: Path | bytes, filename: str, upload: UploadData) -> EditResult:
         """``image``: the upload's bytes, or the handoff file holding them (the caller deletes it)."""
         check_available(upload.operations)
-        job = Job(account_id, upload.operations, upload.output, data=image, name=filename or "image")
+        request_id, account = _ids()
+        job = Job(
+            account_id,
+            upload.operations,
+            upload.output,
+            data=image,
+            name=filename or "image",
+            request_id=request_id,
+            account=account,
+        )
         return await self._in_worker(job)
 
     async def _in_worker(self, job: Job) -> EditResult:
@@ -291,3 +304,9 @@ class Service:
         if self.runtime is not None:
             self.runtime.executor.cancel(task_id)
         return self.tasks.view(task, self.result_url(kind, task_id))
+
+
+def _ids() -> tuple[str | None, str | None]:
+    """The request's id and account, for the worker's log lines."""
+    ids = logs.context()
+    return ids.get("request_id"), ids.get("account")

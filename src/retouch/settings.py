@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     model_ppocr_det: Path | None = Field(None, description="PP-OCR text detector used by plate blurring.")
     model_ppocr_rec: Path | None = Field(None, description="PP-OCR text recogniser used by plate blurring.")
     model_waifu2x: Path | None = Field(None, description="Folder of WAIFU2X_*.param/.bin files used by upscaling.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text: one readable line per event; json: one object per line (time, level, ids)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of retouch's loggers.")
     host: str = "127.0.0.1"
     port: int = 8000
 

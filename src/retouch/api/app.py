@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch import __version__
+from retouch import __version__, logs
 from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
@@ -32,6 +33,7 @@ from retouch.settings import Settings
 __all__ = ["create_app"]
 
 log = logging.getLogger("retouch.api")
+access_log = logging.getLogger("retouch.access")
 
 PREFIXES = ("/v1", "/v1-beta1")
 # Anonymous, cheap routes that do not spend the caller's budget (they still carry the headers).
@@ -81,6 +83,9 @@ class RequestIdAndRateLimit:
             return
         request_id = _incoming_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id downstream
+        logs.set_ids(request_id=request_id, account=None)  # this request's task: every line it logs carries it
+        began = time.perf_counter()
+        status = 0
         counted = not scope["path"].startswith(_UNCOUNTED)
         verdict = self.limiter.hit(_client_key(scope), count=counted)
         extra = [(b"x-request-id", request_id.encode())]
@@ -88,25 +93,49 @@ class RequestIdAndRateLimit:
         started = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        if not verdict.allowed:
-            # Retry-After (seconds) is what generic HTTP clients and proxies honour; RateLimit-Reset says the same.
-            extra.append((b"retry-after", verdict.headers.get("RateLimit-Reset", "1").encode("latin-1")))
-            await _error_response(RateLimited())(scope, receive, send_with_headers)
-            return
         try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception:  # the last line of defence: never a bare 500 without the envelope
-            log.exception("unhandled error (request %s)", request_id)
-            if started:
-                raise  # headers are out: nothing better to send than what the server does
-            error = RetouchError(f"Internal error; quote request id {request_id} to the operator.")
-            await _error_response(error)(scope, receive, send_with_headers)
+            if not verdict.allowed:
+                # Retry-After (seconds) is what generic HTTP clients and proxies honour; RateLimit-Reset says the same.
+                extra.append((b"retry-after", verdict.headers.get("RateLimit-Reset", "1").encode("latin-1")))
+                await _error_response(RateLimited())(scope, receive, send_with_headers)
+                return
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception:  # the last line of defence: never a bare 500 without the envelope
+                log.exception("unhandled error (request %s)", request_id)
+                if started:
+                    raise  # headers are out: nothing better to send than what the server does
+                error = RetouchError(f"Internal error; quote request id {request_id} to the operator.")
+                await _error_response(error)(scope, receive, send_with_headers)
+        finally:
+            _access(scope, status, time.perf_counter() - began)
+
+
+def _access(scope: Scope, status: int, seconds: float) -> None:
+    """One line per request: method, path, status, time, and the account by name - never the key."""
+    principal = scope.get("state", {}).get("principal")
+    account = principal.account_name if principal is not None else None
+    access_log.info(
+        "%s %s %d %.1f ms",
+        scope["method"],
+        scope["path"],
+        status,
+        seconds * 1000,
+        extra={
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round(seconds * 1000, 1),
+            "account": account,
+        },
+    )
 
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:

@@ -15,6 +15,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from retouch import logs
 from retouch.errors import AuthError, PayloadTooLarge, RetouchError
 from retouch.stores.accounts import Principal
 
@@ -59,7 +60,9 @@ class Gate:
         path: str = scope["path"]
         if path.startswith(_KEYED) and not path.startswith(_OPEN):
             try:
-                scope.setdefault("state", {})["principal"] = await self._authenticate(scope)
+                principal = await self._authenticate(scope)
+                scope.setdefault("state", {})["principal"] = principal
+                logs.set_ids(account=principal.account_name)  # the request's lines name the account, not the key
             except RetouchError as exc:
                 await _refuse(exc, scope, receive, send)
                 return

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from retouch.allocator import tune_malloc
 from retouch.errors import RetouchError
 from retouch.inputs import InputReader, fetch_policy
+from retouch.logs import configure_logging
 from retouch.net import FetchPolicy, guarded_client
 from retouch.pipeline import configure_vips
 from retouch.settings import Limits, Settings
@@ -137,7 +138,8 @@ def init_worker(settings: Settings, database: bool = True) -> None:
     # (1 MP removal 0.66 -> 0.39 s on 2 cores), and under load the models' threads sleep instead of
     # spinning, so N workers x N threads costs little: 100 removals 2.13 -> 2.32 img/s, waifu2x -6 %.
     models.configure(threads=settings.model_threads or os.cpu_count() or 1, overrides=settings.model_overrides)
-    # Celery raises the root logger to INFO; libvips' per-image notes would flood worker logs.
+    # The same lines as the API process (format, ids); libvips' per-image notes would flood them.
+    configure_logging(settings.log_format, settings.log_level)
     logging.getLogger("pyvips").setLevel(logging.WARNING)
 
 

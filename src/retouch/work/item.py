@@ -83,6 +83,9 @@ class Job:
     out_name: str | None = None
     #: Write the result to this local file instead of a storage or the tmp store.
     out_file: Path | None = None
+    #: The ids the worker's log lines carry (the API request's id and account).
+    request_id: str | None = None
+    account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def process(ctx: WorkContext, job: Job, done: Callable[[Outcome], T], *, overlap
     """
     edited = _edit(ctx, job)
     if isinstance(edited, Failure):
+        if edited.error is not None:  # the input's or the request's fault: worth a line, not a stack
+            log.info("not edited: %s", edited.message, extra={"source": job.source or job.name or "an upload"})
         return done(edited)
     result, name = edited
     if not overlap_write:

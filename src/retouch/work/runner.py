@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from retouch import logs
 from retouch.contracts.edit import EditRequest, EditResult, UploadData
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.downloads import Fetched
@@ -28,7 +29,8 @@ def _answer(outcome: Outcome) -> EditResult:
 def edit_now(job: Job) -> EditResult:
     """A sync edit or an upload, whole, in this worker: read (or take the handed-over input), edit, write,
     and the response's ``data`` object."""
-    result = process(current(), job, _answer)
+    with logs.bind(request_id=job.request_id, account=job.account):
+        result = process(current(), job, _answer)
     assert result is not None
     return result
 
@@ -79,5 +81,7 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
         # finish_item also moved the task to its terminal state when this was its last item.
         return "done" if task_id is not None else "skipped"
 
-    recorded = process(ctx, job, record, overlap_write=overlap_write)
+    # (an overlapped write logs from the commit thread, without these ids: its failures name the item anyway)
+    with logs.bind(task_id=work.task_id, item_id=item_id):
+        recorded = process(ctx, job, record, overlap_write=overlap_write)
     return "deferred" if recorded is None else recorded
