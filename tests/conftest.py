@@ -143,6 +143,19 @@ class LiveApp:
         self.thread.join(timeout=30)
 
 
+def wait_healthy(port: int, timeout: float = 30) -> None:
+    """Until a server started as a subprocess answers /healthz on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not come up"
+        time.sleep(0.1)
+
+
 def make_settings(tmp: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "home": tmp,

@@ -11,7 +11,7 @@ import pyvips
 
 from retouch.stores.accounts import KeyStore
 from retouch.stores.db import make_engine
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, wait_healthy
 
 
 def retouch(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -110,7 +110,6 @@ def test_doctor(tmp_path: Path) -> None:
 
 
 def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
-    import time
 
     import httpx
 
@@ -131,15 +130,7 @@ def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
         key = lines[1].strip()
         assert key.startswith("rt_"), lines
         assert (tmp_path / "home" / "initial-api-key").read_text().strip() == key
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+        wait_healthy(port)
         files = {"file": ("c.jpg", (FIXTURES / "coffee.jpg").read_bytes())}
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/image/edit/upload",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, free_port, wait_healthy
 
 
 def test_json_lines_with_request_id_and_account(tmp_path: Path) -> None:
@@ -29,15 +29,7 @@ def test_json_lines_with_request_id_and_account(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         key = [proc.stdout.readline() for _ in range(2)][1].strip()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.1)
+        wait_healthy(port)
         auth = {"Authorization": f"Bearer {key}", "X-Request-ID": "trace-me-42"}
         files = {"file": ("junk.jpg", (FIXTURES / "garbage.jpg").read_bytes())}
         refused = httpx.post(f"http://127.0.0.1:{port}/v1/image/edit/upload", files=files, headers=auth, timeout=60)

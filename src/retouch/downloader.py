@@ -28,26 +28,13 @@ from typing import Any
 from retouch.allocator import tune_malloc
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
-from retouch.inputs import InputReader, fetch_policy
-from retouch.net import guarded_client
+from retouch.inputs import InputReader
 from retouch.settings import Settings
-from retouch.storage.secrets import SecretBox, load_or_create_key
-from retouch.stores.db import make_engine
-from retouch.stores.storages import StorageCatalog
+from retouch.work.context import WorkContext
 
 __all__ = ["DownloadProcess", "NetworkInputs"]
 
 log = logging.getLogger("retouch.downloader")
-
-
-def _reader(settings: Settings) -> InputReader:
-    """What reading an input needs - the database (storages), the secret box, the guarded client - and no more:
-    no image stack in this process."""
-    engine = make_engine(settings.resolved_database_url)
-    box = SecretBox(load_or_create_key(settings.secret_key, settings.resolved_home))
-    policy = fetch_policy(settings)
-    storages = StorageCatalog(engine, box, policy, settings.storage_roots)
-    return InputReader(storages, policy, guarded_client(policy))
 
 
 def _into_file(inputs: InputReader, account_id: int, source: str, path: Path, spare: bool) -> str:
@@ -66,7 +53,10 @@ def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process owns Ctrl-C
     # The same multi-MB socket buffers every download: from the heap, not fresh page-faulted mappings.
     tune_malloc()
-    inputs = _reader(settings)
+    # What reading an input needs - the database (storages), the secret box, the guarded client; the same parts
+    # a worker builds (work.context), without the image stack.
+    inputs = WorkContext.open(settings).inputs
+    assert inputs is not None
     send_lock = threading.Lock()
 
     def download(job: int, account_id: int, source: str, spare: str | None) -> None:

@@ -7,6 +7,7 @@ routes call it. The image work itself is :func:`retouch.work.item.process`, run 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 from concurrent.futures import Future
@@ -208,7 +209,7 @@ class Service:
             raise
         path = fetched if isinstance(fetched, Path) else None
         try:
-            return await self._in_worker(Job(**{**job.__dict__, "data": fetched, "name": name}))
+            return await self._in_worker(dataclasses.replace(job, data=fetched, name=name))
         except asyncio.CancelledError:
             if path is not None:  # the worker may still read it
                 self.handoff.release(path, reuse=False)

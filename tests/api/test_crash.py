@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pyvips
 
-from tests.conftest import FIXTURES, free_port
+from tests.conftest import FIXTURES, free_port, wait_healthy
 
 ITEMS = 60
 
@@ -34,15 +34,8 @@ def _start(home: Path, port: int) -> subprocess.Popen[str]:
         env=env,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.1)
+    wait_healthy(port)
+    return proc
 
 
 def _get(port: int, key: str, task_id: int) -> dict[str, Any]:

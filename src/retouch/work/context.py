@@ -21,7 +21,6 @@ from retouch.errors import RetouchError
 from retouch.inputs import InputReader, fetch_policy
 from retouch.logs import configure_logging
 from retouch.net import FetchPolicy, guarded_client
-from retouch.pipeline import configure_vips
 from retouch.settings import Limits, Settings
 from retouch.storage.registry import parse_storage_uri
 from retouch.storage.secrets import SecretBox, load_or_create_key
@@ -130,6 +129,8 @@ def init_worker(settings: Settings, database: bool = True) -> None:
         # Image work yields to the API process: under full load its event loop still answers at once (a keyless
         # junk body's 401 took 2.7 s with 2 busy workers on 2 cores). Idle cores still go to the workers.
         os.nice(settings.worker_nice)
+    from retouch.pipeline import configure_vips  # here: the download process opens a context without the image stack
+
     configure_vips(threads=1)
     tune_malloc()  # the same multi-MB buffers every image: keep them in the heap (retouch/allocator.py)
     from retouch import models
