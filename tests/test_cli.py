@@ -103,12 +103,6 @@ def test_version(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"retouch {__version__}"
 
 
-def test_doctor(tmp_path: Path) -> None:
-    done = retouch("doctor", home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "encode .avif: ok" in done.stdout
-
-
 def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
     """The README's quick start, offline: the first key, an upload, a file in the default `local` storage, and
     a URL from a local origin listed in RETOUCH_FETCH_ALLOW_HOSTS (served by `python -m http.server`)."""
