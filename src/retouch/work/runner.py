@@ -82,6 +82,6 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
         return "done" if task_id is not None else "skipped"
 
     # (an overlapped write logs from the commit thread, without these ids: its failures name the item anyway)
-    with logs.bind(task_id=work.task_id, item_id=item_id):
+    with logs.bind(request_id=work.request_id, account=work.account, task_id=work.task_id, item_id=item_id):
         recorded = process(ctx, job, record, overlap_write=overlap_write)
     return "deferred" if recorded is None else recorded
