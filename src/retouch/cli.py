@@ -466,9 +466,9 @@ def doctor(
     import dataclasses
     import json
 
-    from retouch.doctor import run
+    from retouch.doctor import diagnose
 
-    checks = run(Settings(), load_models=not quick)
+    checks = diagnose(Settings(), load_models=not quick)
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=1))
     else:

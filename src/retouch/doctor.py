@@ -21,7 +21,7 @@ from typing import Literal
 
 from retouch.settings import Settings
 
-__all__ = ["Check", "run"]
+__all__ = ["Check", "diagnose"]
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -38,7 +38,7 @@ class Check:
     detail: str
 
 
-def run(settings: Settings, *, load_models: bool = True) -> list[Check]:
+def diagnose(settings: Settings, *, load_models: bool = True) -> list[Check]:
     """Every check, in the order an operator reads them."""
     found: list[Check] = []
     sections: list[tuple[str, Callable[[], Iterator[Check]]]] = [

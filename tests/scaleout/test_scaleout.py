@@ -176,9 +176,10 @@ def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_pat
         tables = set(inspect(engine).get_table_names())
         assert {"accounts", "api_keys", "storages", "tasks", "items", "webhooks", "alembic_version"} <= tables
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"  # the head
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"  # the head
         columns = {c["name"] for c in inspect(engine).get_columns("api_keys")}
         assert {"last_used_at", "expires_at", "revoked_at"} <= columns
+        assert "request_id" in {c["name"] for c in inspect(engine).get_columns("tasks")}
     finally:
         engine.dispose()
     # a worker refuses to start on a database that was never migrated
