@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from retouch import metrics
 from retouch.downloader import DownloadProcess, NetworkInputs
 from retouch.downloads import Downloads
 from retouch.executors.base import Executor
@@ -62,7 +63,7 @@ def start(service: Service) -> None:
     pool = WorkerPool(
         service.worker_count,
         initializer=init_worker,
-        initargs=(settings,),
+        initargs=(settings, True, _metrics_dir(settings)),
         finalizer=drain_commits,
         default_deadline=settings.item_timeout_seconds,
     )
@@ -82,7 +83,20 @@ def start(service: Service) -> None:
     sender = WebhookSender(service.tasks, service.webhooks, work.http, service.result_url, settings, work.fetch_policy)
     janitor = Janitor(settings, lambda: work.tmp, service.tasks)
     service.runtime = Runtime(pool, downloads, downloader, inputs, executor, lister, [sender, janitor])
+    tasks = service.tasks
+    # Read at each scrape of /metrics: this replica's pool and downloads, and the store's queue (every replica's).
+    metrics.watch(
+        settings.executor, lambda: {"pool": pool.load(), "downloads": downloads.load(), "store": tasks.item_counts()}
+    )
     lister.resume()
+
+
+def _metrics_dir(settings: Settings) -> str:
+    """Metrics on in this process, before the pool starts: its workers write into the same per-run directory
+    (``metrics.py``). One directory per process: a test process running several apps keeps the first."""
+    if metrics.directory() is None:
+        metrics.setup(metrics.fresh_directory(settings.resolved_home / "metrics"))
+    return str(metrics.directory())
 
 
 def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
@@ -95,7 +109,7 @@ def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
     pool = WorkerPool(
         concurrency,
         initializer=init_worker,
-        initargs=(settings,),
+        initargs=(settings, True, _metrics_dir(settings)),
         finalizer=drain_commits,
         default_deadline=settings.item_timeout_seconds,
     )
@@ -112,4 +126,10 @@ def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
         handoff=handoff,
         on_done=room.set,
     )
-    return WorkerRuntime(work, pool, downloads, downloader, handoff, router, room)
+    metrics.watch("celery-worker", lambda: {"pool": pool.load(), "downloads": downloads.load()})
+    server = None
+    if settings.worker_metrics_port:
+        from retouch.executors.metrics_server import MetricsServer
+
+        server = MetricsServer(settings.host, settings.worker_metrics_port, settings.metrics_token)
+    return WorkerRuntime(work, pool, downloads, downloader, handoff, router, room, server)

@@ -118,6 +118,15 @@ class Settings(BaseSettings):
         "text", description="text: one readable line per event; json: one object per line (time, level, ids)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of retouch's loggers.")
+    metrics_token: str | None = Field(
+        None, description="When set, GET /metrics (and a worker's metrics port) need `Authorization: Bearer <it>`."
+    )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port on which `retouch worker` serves its own /metrics (on RETOUCH_HOST); 0 = off.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
