@@ -11,7 +11,6 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
 from retouch import metrics
-from retouch.api.openapi import errors
 from retouch.errors import AuthError
 
 router = APIRouter(tags=["health"])
@@ -21,10 +20,9 @@ router = APIRouter(tags=["health"])
     "/metrics",
     summary="Prometheus metrics (text format)",
     response_class=Response,
-    responses={
-        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "The metrics."},
-        **errors(401, 500),
-    },
+    # An operator's endpoint, not the image API: left out of the document (whose answers are all JSON
+    # under `data`), described in docs/operations.md.
+    include_in_schema=False,
 )
 def metrics_text(
     request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
