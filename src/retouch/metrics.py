@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE",
     "authorized",
+    "definitions",
     "directory",
     "enabled",
     "fresh_directory",
@@ -182,6 +183,11 @@ def setup(path: Path) -> None:
                 registry=None,
             ),
         )
+
+
+def definitions() -> list[Counter | Histogram]:
+    """Every metric kept in files (empty while off): for checks that a dashboard asks only for what exists."""
+    return list(vars(_metrics).values()) if _metrics is not None else []
 
 
 def enabled() -> bool:

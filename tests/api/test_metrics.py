@@ -3,6 +3,8 @@ the rate limit left alone, and the counters of the pool, the limiter, webhooks a
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -191,3 +193,12 @@ def test_a_model_load_is_timed(metrics_on: None) -> None:
     name = "retouch_model_load_duration_seconds_count"
     assert value(after, name, model="test-model") - value(before, name, model="test-model") == 1
     assert value(after, "retouch_model_load_duration_seconds_sum", model="test-model") >= 0.01
+
+
+def test_the_dashboard_asks_only_for_metrics_that_exist(metrics_on: None) -> None:
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-retouch.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    asked = {re.sub(r"_(bucket|sum|count|total)$", "", name) for e in exprs for name in re.findall(r"retouch_\w+", e)}
+    defined = {family.name for metric in metrics.definitions() for family in metric.describe()}
+    assert asked <= defined | {"retouch_queue_depth", "retouch_in_flight"}, asked - defined
+    assert len(dashboard["panels"]) >= 12 and len(asked) >= 10
