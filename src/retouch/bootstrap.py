@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from retouch import metrics
+from retouch import metrics, tracing
 from retouch.downloader import DownloadProcess, NetworkInputs
 from retouch.downloads import Downloads
 from retouch.executors.base import Executor
@@ -31,7 +31,7 @@ from retouch.stores.accounts import KeyStore
 from retouch.stores.db import check_schema
 from retouch.stores.webhooks import WebhookStore
 from retouch.work.context import WorkContext, init_worker
-from retouch.work.item import drain_commits
+from retouch.work.runner import worker_exit
 
 if TYPE_CHECKING:
     from retouch.executors.celery import WorkerRuntime
@@ -64,7 +64,7 @@ def start(service: Service) -> None:
         service.worker_count,
         initializer=init_worker,
         initargs=(settings, True, _metrics_dir(settings)),
-        finalizer=drain_commits,
+        finalizer=worker_exit,
         default_deadline=settings.item_timeout_seconds,
     )
     downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
@@ -93,9 +93,12 @@ def start(service: Service) -> None:
 
 def _metrics_dir(settings: Settings) -> str:
     """Metrics on in this process, before the pool starts: its workers write into the same per-run directory
-    (``metrics.py``). One directory per process: a test process running several apps keeps the first."""
+    (``metrics.py``). One directory per process: a test process running several apps keeps the first. Tracing
+    too, when configured (``tracing.py``)."""
     if metrics.directory() is None:
         metrics.setup(metrics.fresh_directory(settings.resolved_home / "metrics"))
+    if settings.tracing_on:  # this process's spans (requests, fetches); the workers set up their own
+        tracing.setup(settings.otel_endpoint)
     return str(metrics.directory())
 
 
@@ -110,7 +113,7 @@ def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
         concurrency,
         initializer=init_worker,
         initargs=(settings, True, _metrics_dir(settings)),
-        finalizer=drain_commits,
+        finalizer=worker_exit,
         default_deadline=settings.item_timeout_seconds,
     )
     handoff = Handoff()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from retouch import tracing
+
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
     from prometheus_client.metrics_core import Metric
@@ -218,20 +220,25 @@ def image_done(families: Iterable[str], outcome: str) -> None:
 
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Time the block into ``retouch_stage_duration_seconds{stage=name}`` (also when it raises)."""
-    if _metrics is None:
+    """Time the block into ``retouch_stage_duration_seconds{stage=name}`` (also when it raises), and trace it as
+    a span ``retouch.<name>`` when tracing is on (``tracing.py``)."""
+    if _metrics is None and not tracing.enabled():
         yield
         return
     began = time.perf_counter()
     try:
-        yield
+        with tracing.span("retouch." + name):
+            yield
     finally:
-        _metrics.stage_seconds.labels(name).observe(time.perf_counter() - began)
+        if _metrics is not None:
+            _metrics.stage_seconds.labels(name).observe(time.perf_counter() - began)
 
 
 def stage_took(name: str, seconds: float) -> None:
+    """A stage timed by its caller (a pipeline step), just ended."""
     if _metrics is not None:
         _metrics.stage_seconds.labels(name).observe(seconds)
+    tracing.record("retouch." + name, seconds)
 
 
 def input_bytes(size: int) -> None:

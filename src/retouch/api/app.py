@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch import __version__, logs, metrics
+from retouch import __version__, logs, metrics, tracing
 from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
@@ -86,6 +86,12 @@ class RequestIdAndRateLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The request's span (when tracing is on) is the parent of everything the request causes, the image
+        # worker's spans included (the job carries its context there).
+        with tracing.span(scope["method"], {"http.request.method": scope["method"]}) as request_span:
+            await self._handle(scope, receive, send, request_span)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_span: Any) -> None:
         request_id = _incoming_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id downstream
         logs.set_ids(request_id=request_id, account=None)  # this request's task: every line it logs carries it
@@ -126,7 +132,11 @@ class RequestIdAndRateLimit:
         finally:
             seconds = time.perf_counter() - began
             _access(scope, status, seconds)
-            metrics.http_request(self.routes.lookup(scope["path"]), scope["method"], status, seconds)
+            route = self.routes.lookup(scope["path"])
+            metrics.http_request(route, scope["method"], status, seconds)
+            if request_span is not None:
+                request_span.update_name(f"{scope['method']} {route}")
+                request_span.set_attributes({"http.route": route, "http.response.status_code": status})
 
 
 def _access(scope: Scope, status: int, seconds: float) -> None:

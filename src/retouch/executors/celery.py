@@ -24,6 +24,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from retouch import tracing
 from retouch.downloader import DownloadProcess
 from retouch.downloads import Downloads
 from retouch.executors.metrics_server import MetricsServer
@@ -77,6 +78,7 @@ class WorkerRuntime:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
+        tracing.shutdown()
 
 
 _runtime: WorkerRuntime | None = None

@@ -17,7 +17,7 @@ import httpx
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from retouch import metrics
+from retouch import metrics, tracing
 from retouch.allocator import tune_malloc
 from retouch.errors import RetouchError
 from retouch.inputs import InputReader, fetch_policy
@@ -129,6 +129,8 @@ def init_worker(settings: Settings, database: bool = True, metrics_dir: str | No
     _settings, _database, _context = settings, database, None
     if metrics_dir is not None:
         metrics.setup(Path(metrics_dir))  # before any work: this process's counts go where /metrics reads them
+    if settings.tracing_on:
+        tracing.setup(settings.otel_endpoint)
     if settings.worker_nice:
         # Image work yields to the API process: under full load its event loop still answers at once (a keyless
         # junk body's 401 took 2.7 s with 2 busy workers on 2 cores). Idle cores still go to the workers.

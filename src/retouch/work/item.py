@@ -87,6 +87,8 @@ class Job:
     #: The ids the worker's log lines carry (the API request's id and account).
     request_id: str | None = None
     account: str | None = None
+    #: The API request's span context (W3C headers) when tracing is on: the worker's spans continue its trace.
+    trace: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
