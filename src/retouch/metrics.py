@@ -204,9 +204,14 @@ def directory() -> Path | None:
 # ----------------------------------------------------------------------------------------------- recorders
 
 
+#: Methods kept as a label; any other (a client may send "XYZ123") is "other": a label must stay bounded.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def http_request(route: str, method: str, status: int, seconds: float) -> None:
     if _metrics is None:
         return
+    method = method if method in _METHODS else "other"
     _metrics.http_requests.labels(route, method, str(status)).inc()
     _metrics.http_seconds.labels(route, method).observe(seconds)
 

@@ -202,3 +202,15 @@ def test_the_dashboard_asks_only_for_metrics_that_exist(metrics_on: None) -> Non
     defined = {family.name for metric in metrics.definitions() for family in metric.describe()}
     assert asked <= defined | {"retouch_queue_depth", "retouch_in_flight"}, asked - defined
     assert len(dashboard["panels"]) >= 12 and len(asked) >= 10
+
+
+def test_a_client_cannot_invent_label_values(live: LiveApp) -> None:
+    before = scrape(live.base)
+    with httpx.Client(base_url=live.base) as client:
+        assert client.get("/no/such/path/4711").status_code == 404
+    after = scrape(live.base)
+    labels = {value for (name, pairs) in after for _, value in pairs if name == "retouch_http_requests_total"}
+    assert "/no/such/path/4711" not in labels
+    unmatched = {"route": "unmatched", "method": "GET", "status": "404"}
+    name = "retouch_http_requests_total"
+    assert value(after, name, **unmatched) - value(before, name, **unmatched) == 1
