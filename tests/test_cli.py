@@ -103,20 +103,29 @@ def test_version(tmp_path: Path) -> None:
     assert done.returncode == 0 and done.stdout.strip() == f"retouch {__version__}"
 
 
-def test_doctor(tmp_path: Path) -> None:
-    done = retouch("doctor", home=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "encode .avif: ok" in done.stdout
-
-
 def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
+    """The README's quick start, offline: the first key, an upload, a file in the default `local` storage, and
+    a URL from a local origin listed in RETOUCH_FETCH_ALLOW_HOSTS (served by `python -m http.server`)."""
+    import shutil
 
     import httpx
 
     from tests.conftest import free_port
 
-    port = free_port()
-    env = {**os.environ, "RETOUCH_HOME": str(tmp_path / "home")}
+    port, origin_port = free_port(), free_port()
+    pictures = tmp_path / "Pictures"
+    pictures.mkdir()
+    shutil.copy(FIXTURES / "coffee.jpg", pictures / "IMG_1042.JPG")
+    origin = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(origin_port), "--bind", "127.0.0.1", "--directory", str(pictures)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **os.environ,
+        "RETOUCH_HOME": str(tmp_path / "home"),
+        "RETOUCH_FETCH_ALLOW_HOSTS": f"127.0.0.1:{origin_port}",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "retouch", "serve", "--port", str(port), "--workers", "1"],
         stdout=subprocess.PIPE,
@@ -131,17 +140,24 @@ def test_serve_first_start_prints_a_working_key(tmp_path: Path) -> None:
         assert key.startswith("rt_"), lines
         assert (tmp_path / "home" / "initial-api-key").read_text().strip() == key
         wait_healthy(port)
-        files = {"file": ("c.jpg", (FIXTURES / "coffee.jpg").read_bytes())}
-        response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/image/edit/upload",
-            files=files,
-            headers={"Authorization": f"Bearer {key}"},
-            timeout=60,
-        )
+        headers = {"Authorization": f"Bearer {key}"}
+        base = f"http://127.0.0.1:{port}"
+        files = {"file": ("IMG_1042.JPG", (pictures / "IMG_1042.JPG").read_bytes())}
+        data = {"data": '{"operations": {"resizing": {"width": 80}}, "output": {"format": "png"}}'}
+        response = httpx.post(f"{base}/v1/image/edit/upload", files=files, data=data, headers=headers, timeout=60)
         assert response.status_code == 200, response.text
+        assert response.json()["data"]["output"]["tmp_url"].endswith("/IMG_1042.png")
+        shutil.copy(pictures / "IMG_1042.JPG", tmp_path / "home" / "storage" / "default" / "IMG_1042.JPG")
+        for source in ("storage://local/IMG_1042.JPG", f"http://127.0.0.1:{origin_port}/IMG_1042.JPG"):
+            body = {"input": source, "operations": {"resizing": {"width": 80}}}
+            response = httpx.post(f"{base}/v1/image/edit", json=body, headers=headers, timeout=60)
+            assert response.status_code == 200, (source, response.text)
+            assert response.json()["data"]["output"]["width"] == 80
     finally:
         proc.terminate()
+        origin.terminate()
         proc.wait(timeout=30)
+        origin.wait(timeout=30)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -36,6 +37,16 @@ def test_json_lines_with_request_id_and_account(tmp_path: Path) -> None:
         assert refused.status_code == 422 and refused.headers["x-request-id"] == "trace-me-42"
         keyless = httpx.get(f"http://127.0.0.1:{port}/v1/storage/storages")
         assert keyless.status_code == 401
+        # An async task's item runs later, in a worker, for no request: its lines carry the id that created it.
+        shutil.copy(FIXTURES / "garbage.jpg", tmp_path / "home" / "storage" / "default" / "junk.jpg")
+        later = {"Authorization": f"Bearer {key}", "X-Request-ID": "trace-async-7"}
+        body = {"input": "storage://local/junk.jpg", "operations": {}}
+        task = httpx.post(f"http://127.0.0.1:{port}/v1/image/edit/async", json=body, headers=later, timeout=60)
+        assert task.status_code == 200, task.text
+        deadline = time.monotonic() + 30
+        while httpx.get(task.json()["data"]["result_url"], headers=later).json()["data"]["status"] != "ERROR":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         time.sleep(0.5)
     finally:
         proc.terminate()
@@ -50,6 +61,8 @@ def test_json_lines_with_request_id_and_account(tmp_path: Path) -> None:
     worker = [line for line in mine if line["logger"] == "retouch.work"]
     assert worker and worker[0]["account"] == "default" and "not edited" in worker[0]["message"], mine
     assert any(line["logger"] == "retouch.access" and line["status"] == 401 for line in lines)
+    item = [line for line in lines if line.get("request_id") == "trace-async-7" and line["logger"] == "retouch.work"]
+    assert item and item[0]["account"] == "default" and item[0]["task_id"] and item[0]["item_id"], lines[-10:]
     assert key not in err and key[3:] not in err
 
 

@@ -26,7 +26,9 @@ app = typer.Typer(help="retouch: self-hosted image editing with the Claid.ai API
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+storages_app = typer.Typer(help="An account's storages, as the API's /v1/storage/storages.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(storages_app, name="storages")
 app.add_typer(db_app, name="db")
 app.add_typer(accounts_app, name="accounts")
 
@@ -379,6 +381,66 @@ def accounts_list() -> None:
         typer.echo(f"{name}\t{active}\t{_when(created)}")
 
 
+@storages_app.command("create")
+def storages_create(
+    name: Annotated[str, typer.Option(help="The storage's name: inputs and outputs say storage://NAME/...")],
+    type_: Annotated[str, typer.Option("--type", help="s3, gcs, web_folder or local.")],
+    parameters: Annotated[str, typer.Option(help="The API's `parameters` object: JSON or @file.")],
+    account: Annotated[str, typer.Option(help="Account name (created if new).")] = "default",
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="Succeed without change when the name exists (start-up scripts).")
+    ] = False,
+) -> None:
+    """Create a storage exactly as POST /v1/storage/storages does (same checks; secrets encrypted at rest).
+
+    For a deployment's start-up, e.g. the shared `tmp` storage of RETOUCH_TMP_STORAGE."""
+    from pydantic import ValidationError
+
+    from retouch.bootstrap import open_service
+    from retouch.contracts.storages import StorageIn
+    from retouch.errors import ConflictError, RetouchError
+
+    params = _ops_argument(parameters)
+    try:
+        spec = StorageIn.model_validate({"name": name, "type": type_, "parameters": params})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: {problems}", err=True)
+        raise typer.Exit(2) from None
+    service = open_service(Settings())
+    try:
+        account_id = service.keys.account_id(account)
+        try:
+            made = service.storages.create(account_id, spec)
+        except ConflictError as exc:
+            if if_missing and any(s["name"] == name for s in service.storages.list(account_id)):
+                typer.echo(f"storage {name!r} of account {account!r} exists already: unchanged")
+                return
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except RetouchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    finally:
+        service.close()
+    typer.echo(f"created storage {made['name']!r} (id {made['id']}, {made['type']}) for account {account!r}")
+
+
+@storages_app.command("list")
+def storages_list(account: Annotated[str, typer.Option(help="Account name.")] = "default") -> None:
+    """An account's storages: id, name, type, parameters without secrets."""
+    from retouch.bootstrap import open_service
+
+    service = open_service(Settings())
+    try:
+        rows = service.storages.list(service.keys.account_id(account))
+    finally:
+        service.close()
+    typer.echo("id\tname\ttype\tparameters")
+    for row in rows:
+        typer.echo(f"{row['id']}\t{row['name']}\t{row['type']}\t{json.dumps(row['parameters'])}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema."""
@@ -394,38 +456,34 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def doctor() -> None:
-    """Check this installation: libvips and its codecs, HEIC/BMP decoders, the database, the home folder."""
-    import pyvips
+def doctor(
+    quick: bool = typer.Option(False, "--quick", help="Only look for the model files; do not load them."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON list of {area, name, status, detail}."),
+) -> None:
+    """Check this installation: codecs, AI runtimes and models, /dev/shm, database, broker, folders, allow-list.
 
-    from retouch.stores.db import make_engine
+    Exits 1 when a check fails (warnings do not), so start scripts and healthchecks can run it."""
+    import dataclasses
+    import json
 
-    settings = Settings()
-    ok = True
-    typer.echo(f"libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}")
-    for suffix in (".jpg", ".png", ".webp", ".avif", ".tif", ".gif"):
-        try:
-            (pyvips.Image.black(8, 8) + 1).write_to_buffer(suffix)
-            typer.echo(f"  encode {suffix}: ok")
-        except pyvips.Error:
-            typer.echo(f"  encode {suffix}: MISSING")
-            ok = False
-    try:
-        import pillow_heif  # noqa: F401
+    from retouch.doctor import run
 
-        typer.echo("  decode .heic/.bmp: ok (pillow-heif, Pillow)")
-    except ImportError:
-        typer.echo("  decode .heic: MISSING (pip install pillow-heif)")
-        ok = False
-    try:
-        make_engine(settings.resolved_database_url).dispose()
-        typer.echo(f"database: ok ({settings.resolved_database_url.split('@')[-1]})")
-    except Exception as exc:
-        typer.echo(f"database: ERROR {exc}")
-        ok = False
-    typer.echo(f"home: {settings.resolved_home} (writable: {os.access(settings.resolved_home, os.W_OK)})")
-    typer.echo(f"cpu cores: {os.cpu_count()}")
-    raise typer.Exit(0 if ok else 1)
+    checks = run(Settings(), load_models=not quick)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=1))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        area = ""
+        for check in checks:
+            if check.area != area:
+                area = check.area
+                typer.echo(f"{area}:")
+            detail = f"  {check.detail}" if check.detail else ""
+            typer.echo(f"  {marks[check.status]} {check.name}{detail}")
+        failed = sum(c.status == "fail" for c in checks)
+        warned = sum(c.status == "warn" for c in checks)
+        typer.echo(f"{len(checks)} checks: {failed} failed, {warned} warnings")
+    raise typer.Exit(1 if any(c.status == "fail" for c in checks) else 0)
 
 
 def main() -> None:

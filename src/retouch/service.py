@@ -262,7 +262,7 @@ class Service:
             parse_storage_uri(request.output.destination)
         if request.input.startswith("storage://"):
             self.storages.connector(account_id, parse_storage_uri(request.input).name)  # unknown storage: 400 now
-        task = self.tasks.create(account_id, "async", raw)
+        task = self.tasks.create(account_id, "async", raw, request_id=_ids()[0])
         name = name_from_url(urlsplit(request.input).path)
         spec = ItemSpec(request.input, output_name(name, guess_ext(name), request.output.format.type))
         self.tasks.add_items(task.id, [spec], 0, queue_for(request.operations))
@@ -291,7 +291,7 @@ class Service:
                         "sub-folder; the operator can allow it with RETOUCH_ALLOW_OVERWRITE_INPUT=true.",
                         details={"output.destination": ["the same folder as an input"]},
                     )
-        task = self.tasks.create(account_id, "batch", raw)
+        task = self.tasks.create(account_id, "batch", raw, request_id=_ids()[0])
         # Listing happens in the background: a folder of 100,000 objects must not hold up the answer.
         self._running().lister.submit(task.id)
         return self.tasks.view(task, self.result_url("batch", task.id)) | {"status": "ACCEPTED"}

@@ -56,8 +56,11 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(
         1.0, ge=0, description="How long a replica trusts a key's last check: a revoked key is refused within it."
     )
-    rate_limit_per_minute: int = 120
-    rate_limit_per_second: int = 4
+    rate_limit_per_minute: int = Field(120, ge=0, description="Requests per minute per API key; 0 = off.")
+    rate_limit_per_second: int = Field(4, ge=0, description="Sustained requests per second per API key; 0 = off.")
+    rate_limit_burst: int = Field(
+        20, ge=0, description="Requests a key may send at once before the per-second rate applies (token bucket)."
+    )
     max_input_bytes: int = 100 * 1024 * 1024
     max_input_megapixels: float = 100.0
     max_output_megapixels: float = 100.0

@@ -101,6 +101,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
         metrics_token=TOKEN,
         rate_limit_per_minute=0,
         rate_limit_per_second=3,
+        rate_limit_burst=3,
         webhook_backoff_seconds=0.2,
         workers=1,
     )

@@ -159,3 +159,26 @@ def test_one_time_format_everywhere(live: LiveApp) -> None:
         task = client.post("/v1/image/edit/async", json={"input": "storage://stamped/a.jpg"}).json()["data"]
     assert stamp.match(mine["created_at"]) and again["created_at"] == mine["created_at"], (mine, again)
     assert stamp.match(task["created_at"]), task
+
+
+def test_the_readme_scope_table_is_what_the_routes_require(live: LiveApp) -> None:
+    """Every route of /openapi.json, called with a key of each scope: 403 exactly where the README's table says."""
+    schema = httpx.get(f"{live.base}/openapi.json").json()
+    editing, storage = live.create_key("scope-e", ("image_editing",)), live.create_key("scope-s", ("storage",))
+    open_routes = {"/healthz", "/readyz", "/v1/tmp/{token}/{name}"}
+    for path, operations in schema["paths"].items():
+        concrete = path.replace("{task_id}", "999999").replace("{storage_id}", "999999")
+        concrete = concrete.replace("{token}", "x").replace("{name}", "y.jpg")
+        for method in operations:
+            bare = path.removeprefix("/v1-beta1").removeprefix("/v1")
+            if path in open_routes:
+                answer = httpx.request(method, f"{live.base}{concrete}", timeout=30)
+                assert answer.status_code != 401, (method, path)
+                continue
+            needs = "storage" if bare.startswith("/storage/") else "image_editing"
+            for key, scope in ((editing, "image_editing"), (storage, "storage")):
+                answer = httpx.request(
+                    method, f"{live.base}{concrete}", headers={"Authorization": f"Bearer {key}"}, json={}, timeout=30
+                )
+                assert (answer.status_code == 403) == (scope != needs), (method, path, scope, answer.status_code)
+            assert httpx.request(method, f"{live.base}{concrete}", timeout=30).status_code == 401, (method, path)

@@ -199,18 +199,19 @@ def test_postgres_migrations_from_empty(postgres_server: PostgresServer, tmp_pat
 
 
 def test_rate_limit_shared_through_redis(redis_server: RedisServer) -> None:
-    replicas = [RedisRateLimiter(100, 3, redis_server.url) for _ in range(2)]
+    """Two replicas spend one bucket per key: a burst of 3 between them, then refused, then one token back."""
+    replicas = [RedisRateLimiter(100, 2, redis_server.url, burst=3) for _ in range(2)]
     key = f"key:shared-{time.time()}"
-    verdicts = []
-    for _ in range(3):  # all within one second window, unless it just turned: then retry the batch
-        now = time.time()
-        if now - int(now) > 0.7:
-            time.sleep(1 - (now - int(now)))
-        verdicts = [replicas[i % 2].hit(key + str(int(time.time()))) for i in range(4)]
-        if len({int(time.time())}) == 1:
-            break
+    verdicts = [replicas[i % 2].hit(key) for i in range(4)]
     assert [v.allowed for v in verdicts] == [True, True, True, False]
-    assert verdicts[-1].headers["RateLimit-Remaining"] == "-1"
+    assert [v.headers["RateLimit-Remaining"] for v in verdicts] == ["2", "1", "0", "-1"]
+    assert verdicts[-1].headers["RateLimit-Reset"] == "1"
+    assert verdicts[0].headers["RateLimit-Limit"] == "2, 100;w=60, 2;w=1;burst=3"
+    time.sleep(0.6)  # 2 tokens per second: one is back on both replicas
+    assert replicas[1].hit(key).allowed
+    assert not replicas[0].hit(key).allowed
+    other = replicas[0].hit(key + "-other")  # another key has its own buckets
+    assert other.allowed and other.headers["RateLimit-Remaining"] == "2"
 
 
 def test_sqlite_default_unchanged(tmp_path: Path) -> None:

@@ -165,10 +165,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     limiter: RateLimiter
     if settings.shared_redis_url and (settings.rate_limit_per_minute or settings.rate_limit_per_second):
         limiter = RedisRateLimiter(
-            settings.rate_limit_per_minute, settings.rate_limit_per_second, settings.shared_redis_url
+            settings.rate_limit_per_minute,
+            settings.rate_limit_per_second,
+            settings.shared_redis_url,
+            burst=settings.rate_limit_burst,
         )
     else:
-        limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_per_second)
+        limiter = RateLimiter(
+            settings.rate_limit_per_minute, settings.rate_limit_per_second, burst=settings.rate_limit_burst
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,20 @@
-"""Per-key rate limits (default 120/min and 4/s), with Claid's RateLimit-* headers.
+"""Per-key rate limits as token buckets (default 120/min and 4/s with a burst of 20), with Claid's
+RateLimit-* headers.
 
-Fixed windows per key: in process memory for the embedded default, in Redis when the service runs
-as several replicas (:class:`RedisRateLimiter`), so they share one budget.
+Why buckets and not fixed windows: a newcomer pasting the README's curl commands sends five or six
+requests within a second and was refused by a fixed 4-per-second window, although over any longer
+span they stay far below the limit. Two buckets per key:
+
+- the minute bucket holds ``per_minute`` tokens and refills at ``per_minute / 60`` per second;
+- the second bucket holds ``burst`` tokens and refills at ``per_second`` per second.
+
+A request spends one token from each, or is refused (and spends none, so a client that keeps
+retrying too fast recovers as soon as it slows down). The sustained rate is the same as before:
+``per_second`` per second, ``per_minute`` per minute; only short bursts are kinder.
+
+The buckets live in process memory for the embedded default, in Redis when the service runs as
+several replicas (:class:`RedisRateLimiter`, one Lua script per request, Redis's clock) so they
+share one budget.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["RateLimiter", "RedisRateLimiter", "Verdict"]
+__all__ = ["Bucket", "RateLimiter", "RedisRateLimiter", "Verdict", "buckets"]
 
 log = logging.getLogger("retouch.ratelimit")
 
@@ -24,92 +37,163 @@ class Verdict:
     headers: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """One limit: at most ``capacity`` requests at once, refilled at ``rate`` per second.
+
+    ``limit`` and ``window`` describe it in the RateLimit-Limit header's ``N;w=S`` form."""
+
+    capacity: float
+    rate: float
+    limit: int
+    window: int
+    burst: int | None = None
+
+    @property
+    def policy(self) -> str:
+        return f"{self.limit};w={self.window}" + (f";burst={self.burst}" if self.burst else "")
+
+
+def buckets(per_minute: int, per_second: int, burst: int) -> list[Bucket]:
+    """The buckets of the settings; a limit of 0 is off. ``burst`` below ``per_second`` means no burst."""
+    found = []
+    if per_minute > 0:
+        found.append(Bucket(float(per_minute), per_minute / 60, per_minute, 60))
+    if per_second > 0:
+        size = max(burst, per_second)
+        found.append(Bucket(float(size), float(per_second), per_second, 1, size if size > per_second else None))
+    return found
+
+
 class RateLimiter:
-    def __init__(self, per_minute: int, per_second: int) -> None:
-        self.windows = [(w, n) for w, n in ((60, per_minute), (1, per_second)) if n > 0]
-        self._counts: dict[tuple[str, int], tuple[int, int]] = {}
+    """In-process token buckets: the embedded default, one API process."""
+
+    def __init__(self, per_minute: int, per_second: int, burst: int = 0) -> None:
+        self.buckets = buckets(per_minute, per_second, burst)
+        self._levels: dict[tuple[str, int], tuple[float, float]] = {}  # (key, bucket) -> (tokens, at)
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.windows)
+        return bool(self.buckets)
 
     def _policy(self) -> str:
-        return ", ".join(f"{n};w={w}" for w, n in self.windows)
+        return ", ".join(b.policy for b in self.buckets)
 
     def hit(self, key: str, count: bool = True) -> Verdict:
-        if not self.windows:
+        if not self.buckets:
             return Verdict(True, {})
-        now = time.time()
-        results = []
+        now = time.monotonic()
+        spend = 1.0 if count else 0.0
         with self._lock:
-            if len(self._counts) > 100_000:  # forget old windows so memory stays bounded
-                current = {(k, w): v for (k, w), v in self._counts.items() if v[0] == int(now // w)}
-                self._counts = current
-            for window, limit in self.windows:
-                slot = int(now // window)
-                start, used = self._counts.get((key, window), (slot, 0))
-                if start != slot:
-                    used = 0
-                if count:
-                    used += 1
-                self._counts[(key, window)] = (slot, used)
-                reset = math.ceil((slot + 1) * window - now)
-                results.append((window, limit, used, reset))
-        return self._verdict(results)
+            if len(self._levels) > 100_000:  # forget full buckets so memory stays bounded
+                self._levels = {
+                    k: v
+                    for k, v in self._levels.items()
+                    if self._refilled(self.buckets[k[1]], v, now) < self.buckets[k[1]].capacity
+                }
+            tokens = [self._refilled(b, self._levels.get((key, i)), now) for i, b in enumerate(self.buckets)]
+            allowed = all(level >= spend for level in tokens)
+            if allowed:
+                tokens = [level - spend for level in tokens]
+            for i, level in enumerate(tokens):
+                self._levels[(key, i)] = (level, now)
+        return self._verdict(allowed, tokens)
 
-    def _verdict(self, results: list[tuple[int, int, int, int]]) -> Verdict:
-        # Like Claid: the first policy named is the widest window, or the one just exceeded.
-        exceeded = [r for r in results if r[2] > r[1]]
-        _window, limit, _used, reset = exceeded[0] if exceeded else results[0]
-        remaining = -1 if exceeded else max(0, min(lim - u for _, lim, u, _ in results))
+    @staticmethod
+    def _refilled(bucket: Bucket, state: tuple[float, float] | None, now: float) -> float:
+        """The bucket's tokens now: a new key starts full."""
+        if state is None:
+            return bucket.capacity
+        tokens, at = state
+        return min(bucket.capacity, tokens + (now - at) * bucket.rate)
+
+    def _verdict(self, allowed: bool, tokens: list[float]) -> Verdict:
+        """Headers from each bucket's tokens left (after this request, if it was allowed)."""
+        if allowed:
+            # The binding bucket is the one with the fewest whole tokens left; Reset is when it is full again.
+            index = min(range(len(tokens)), key=lambda i: math.floor(tokens[i]))
+            bucket = self.buckets[index]
+            remaining = str(math.floor(tokens[index]))
+            reset = math.ceil((bucket.capacity - tokens[index]) / bucket.rate)
+        else:
+            # The bucket that refused, the one that takes longest to give a token back; Reset is that wait.
+            short = [i for i in range(len(tokens)) if tokens[i] < 1]
+            index = max(short, key=lambda i: (1 - tokens[i]) / self.buckets[i].rate)
+            bucket = self.buckets[index]
+            remaining = "-1"
+            reset = max(1, math.ceil((1 - tokens[index]) / bucket.rate))
         headers = {
-            "RateLimit-Limit": f"{limit}, {self._policy()}",
-            "RateLimit-Remaining": str(remaining),
+            # Like Claid: the first number is the binding (or the just exceeded) limit, then every policy.
+            "RateLimit-Limit": f"{bucket.limit}, {self._policy()}",
+            "RateLimit-Remaining": remaining,
             "RateLimit-Reset": str(max(0, reset)),
         }
-        return Verdict(not exceeded, headers)
+        return Verdict(allowed, headers)
+
+
+# Both buckets checked and spent in one atomic step on Redis's own clock (replicas' clocks may differ).
+# Returns {allowed, tokens_1, tokens_2, ...}; tokens as strings because Lua numbers become integers.
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local spend = tonumber(ARGV[1])
+local levels = {}
+local allowed = 1
+for i = 1, #KEYS do
+  local cap = tonumber(ARGV[2 * i])
+  local rate = tonumber(ARGV[2 * i + 1])
+  local v = redis.call('HMGET', KEYS[i], 'tokens', 'at')
+  local tokens = tonumber(v[1])
+  local at = tonumber(v[2])
+  if tokens == nil or at == nil then tokens = cap; at = now end
+  tokens = math.min(cap, tokens + math.max(0, now - at) * rate)
+  levels[i] = tokens
+  if tokens < spend then allowed = 0 end
+end
+local out = {allowed}
+for i = 1, #KEYS do
+  local cap = tonumber(ARGV[2 * i])
+  local rate = tonumber(ARGV[2 * i + 1])
+  local tokens = levels[i]
+  if allowed == 1 then tokens = tokens - spend end
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('EXPIRE', KEYS[i], math.ceil(cap / rate) + 1)
+  out[i + 1] = tostring(tokens)
+end
+return out
+"""
 
 
 class RedisRateLimiter(RateLimiter):
-    """The same windows kept in Redis, so every API replica spends one budget per key.
+    """The same buckets kept in Redis, so every API replica spends one budget per key.
 
-    One INCR per window (a pipeline, one round trip); keys expire with their window. If Redis is
-    unreachable the request is let through (a limiter outage must not become an API outage) and
-    the failure is logged once per minute.
-    """
+    If Redis is unreachable the request is let through (a limiter outage must not become an API
+    outage) and the failure is logged once per minute."""
 
-    def __init__(self, per_minute: int, per_second: int, url: str) -> None:
-        super().__init__(per_minute, per_second)
+    def __init__(self, per_minute: int, per_second: int, url: str, burst: int = 0) -> None:
+        super().__init__(per_minute, per_second, burst)
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script = self._redis.register_script(_SCRIPT)
         self._last_warning = 0.0
 
     def hit(self, key: str, count: bool = True) -> Verdict:
-        if not self.windows:
+        if not self.buckets:
             return Verdict(True, {})
-        now = time.time()
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]  # never store API keys in Redis
-        slots = [(window, limit, int(now // window)) for window, limit in self.windows]
+        keys = [f"retouch:tb:{digest}:{b.window}" for b in self.buckets]
+        args: list[float] = [1 if count else 0]
+        for b in self.buckets:
+            args += [b.capacity, b.rate]
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for window, _limit, slot in slots:
-                name = f"retouch:rl:{digest}:{window}:{slot}"
-                if count:
-                    pipe.incr(name)
-                    pipe.expire(name, window + 1)
-                else:
-                    pipe.get(name)
-            replies = pipe.execute()
+            reply = self._script(keys=keys, args=args)
         except Exception as exc:
-            if now - self._last_warning > 60:
+            now = time.monotonic()
+            if now - self._last_warning > 60 or not self._last_warning:
                 self._last_warning = now
                 log.warning("rate limiter: Redis unavailable (%s); requests are not limited meanwhile", exc)
             return Verdict(True, {})
-        step = 2 if count else 1
-        results = []
-        for index, (window, limit, slot) in enumerate(slots):
-            used = int(replies[index * step] or 0)
-            results.append((window, limit, used, math.ceil((slot + 1) * window - now)))
-        return self._verdict(results)
+        allowed = int(reply[0]) == 1
+        return self._verdict(allowed, [float(value) for value in reply[1:]])

@@ -358,3 +358,11 @@ def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
     if _spec(name).scale != 1:
         clean = _resize_exact(clean, rgb.width, rgb.height)
     return join_alpha(clean, alpha)
+
+
+def load_all() -> list[str]:
+    """Load every network the operations use (``retouch doctor``): a missing or truncated file fails here."""
+    names = sorted({*MODEL_FOR_UPSCALE.values(), *DECOMPRESS_MODEL.values()})
+    for name in names:
+        _net(name)
+    return names

@@ -83,11 +83,7 @@ class KeyStore:
             raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}; known: {', '.join(SCOPES)}")
         key = _KEY_PREFIX + secrets.token_urlsafe(32)
         with Session(self._engine) as session, session.begin():
-            acct = session.scalar(select(Account).where(Account.name == account))
-            if acct is None:
-                acct = Account(name=account)
-                session.add(acct)
-                session.flush()
+            acct = self._account(session, account)
             expires = utcnow() + expires_in if expires_in is not None else None
             session.add(
                 ApiKey(
@@ -99,6 +95,20 @@ class KeyStore:
                 )
             )
         return key
+
+    @staticmethod
+    def _account(session: Session, name: str) -> Account:
+        acct = session.scalar(select(Account).where(Account.name == name))
+        if acct is None:
+            acct = Account(name=name)
+            session.add(acct)
+            session.flush()
+        return acct
+
+    def account_id(self, name: str) -> int:
+        """The account's id, created if new (the CLI's `storages create` for a fresh deployment)."""
+        with Session(self._engine) as session, session.begin():
+            return self._account(session, name).id
 
     def list_keys(self, account: str | None = None) -> list[KeyInfo]:
         """Every key (of one account), oldest first."""

@@ -105,6 +105,8 @@ class Task(Base):
     kind: Mapped[str] = mapped_column(String(10))  # async | batch
     status: Mapped[str] = mapped_column(String(12), default=TaskStatus.ACCEPTED, index=True)
     request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The X-Request-ID of the request that created the task: the workers' log lines for its items carry it.
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     #: Task-level failure (the batch could not start: missing or empty folder, unreadable storage).
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     total: Mapped[int] = mapped_column(Integer, default=0)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from retouch.errors import NotFound
 from retouch.formats import unique_name
-from retouch.stores.tables import Item, ItemStatus, Task, TaskStatus, WebhookRow, rfc3339, utcnow
+from retouch.stores.tables import Account, Item, ItemStatus, Task, TaskStatus, WebhookRow, rfc3339, utcnow
 
 
 def rowcount(result: Any) -> int:
@@ -53,6 +53,8 @@ class ItemWork:
     source: str
     output_rel: str
     request: dict[str, Any]
+    request_id: str | None = None  # of the request that created the task, for the worker's log lines
+    account: str | None = None  # the account's name, for the same lines
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,8 +76,11 @@ _ITEM_TO_RUN = (
         Task.account_id,
         Task.status,
         Task.request,
+        Task.request_id,
+        Account.name,
     )
     .join(Task, Task.id == Item.task_id)
+    .join(Account, Account.id == Task.account_id)
     .where(Item.id == bindparam("b_item"))
 )
 _BEGIN_ITEM = (
@@ -163,9 +168,11 @@ class TaskStore:
 
     # ------------------------------------------------------------------ tasks
 
-    def create(self, account_id: int, kind: str, request: dict[str, Any]) -> Task:
+    def create(self, account_id: int, kind: str, request: dict[str, Any], request_id: str | None = None) -> Task:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            task = Task(account_id=account_id, kind=kind, request=request, status=TaskStatus.ACCEPTED)
+            task = Task(
+                account_id=account_id, kind=kind, request=request, status=TaskStatus.ACCEPTED, request_id=request_id
+            )
             session.add(task)
         return task
 
@@ -407,7 +414,8 @@ class TaskStore:
             row = conn.execute(_ITEM_TO_RUN, {"b_item": item_id}).first()
             if row is None:
                 return None
-            status, attempts, started_at, lease, source, output_rel, task_id, account_id, task_status, request = row
+            status, attempts, started_at, lease, source, output_rel, task_id, account_id, task_status = row[:9]
+            request, request_id, account = row[9:]
             if status in (ItemStatus.DONE, ItemStatus.ERROR, ItemStatus.CANCELLED):
                 return None
             if task_status == TaskStatus.CANCELLED:
@@ -438,7 +446,7 @@ class TaskStore:
             # Every earlier attempt died with its worker (crash, OOM, hard time limit): a poison input.
             self.fail_item(item_id, f"the image worker died on this input {max_attempts} times.")
             return None
-        return ItemWork(item_id, task_id, account_id, source, output_rel, dict(request))
+        return ItemWork(item_id, task_id, account_id, source, output_rel, dict(request), request_id, account)
 
     def requeue(self, item_id: int, max_attempts: int, error: str) -> None:
         """A worker died on this item: try again, unless it already killed ``max_attempts`` workers."""

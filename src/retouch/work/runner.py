@@ -83,7 +83,8 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
 
     # (an overlapped write logs from the commit thread, without these ids: its failures name the item anyway)
     attributes = {"retouch.task_id": work.task_id, "retouch.item_id": item_id}
-    with logs.bind(task_id=work.task_id, item_id=item_id), tracing.span("retouch.item", attributes):
+    ids = {"request_id": work.request_id, "account": work.account, "task_id": work.task_id, "item_id": item_id}
+    with logs.bind(**ids), tracing.span("retouch.item", attributes):
         recorded = process(ctx, job, record, overlap_write=overlap_write)
     return "deferred" if recorded is None else recorded
 
