@@ -4,6 +4,7 @@ the rate limit left alone, and the counters of the pool, the limiter, webhooks a
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from retouch import metrics, models
-from retouch.executors.pool import DeadlineExceeded, WorkerPool
+from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from tests.api.test_jobs import Receiver
 from tests.conftest import ImageServer, LiveApp, make_settings
 
@@ -174,17 +175,24 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def test_a_deadline_kill_counts_a_restart(metrics_on: None) -> None:
+def _die() -> None:
+    os._exit(3)  # a decoder crash: the process is gone without a word
+
+
+def test_a_deadline_kill_and_a_crash_count_restarts(metrics_on: None) -> None:
     before = parse(metrics.render().decode())
     pool = WorkerPool(1, default_deadline=0.3)
     try:
         with pytest.raises(DeadlineExceeded):
             pool.submit(_sleep, 10).result(timeout=30)
+        with pytest.raises(WorkerCrashed):
+            pool.submit(_die, deadline=30).result(timeout=60)  # its own deadline: the new worker is starting
     finally:
         pool.shutdown()
     after = parse(metrics.render().decode())
     name = "retouch_worker_restarts_total"
-    assert value(after, name, reason="deadline") - value(before, name, reason="deadline") == 1
+    for reason in ("deadline", "crash"):
+        assert value(after, name, reason=reason) - value(before, name, reason=reason) == 1, reason
 
 
 def test_a_model_load_is_timed(metrics_on: None) -> None:
