@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from retouch import metrics, tracing
 from retouch.downloader import DownloadProcess, NetworkInputs
 from retouch.downloads import Downloads
 from retouch.executors.base import Executor
@@ -30,7 +31,7 @@ from retouch.stores.accounts import KeyStore
 from retouch.stores.db import check_schema
 from retouch.stores.webhooks import WebhookStore
 from retouch.work.context import WorkContext, init_worker
-from retouch.work.item import drain_commits
+from retouch.work.runner import worker_exit
 
 if TYPE_CHECKING:
     from retouch.executors.celery import WorkerRuntime
@@ -62,8 +63,8 @@ def start(service: Service) -> None:
     pool = WorkerPool(
         service.worker_count,
         initializer=init_worker,
-        initargs=(settings,),
-        finalizer=drain_commits,
+        initargs=(settings, True, _metrics_dir(settings)),
+        finalizer=worker_exit,
         default_deadline=settings.item_timeout_seconds,
     )
     downloads = Downloads(settings.fetch_concurrency, settings.fetch_per_account, settings.fetch_per_host)
@@ -82,7 +83,23 @@ def start(service: Service) -> None:
     sender = WebhookSender(service.tasks, service.webhooks, work.http, service.result_url, settings, work.fetch_policy)
     janitor = Janitor(settings, lambda: work.tmp, service.tasks)
     service.runtime = Runtime(pool, downloads, downloader, inputs, executor, lister, [sender, janitor])
+    tasks = service.tasks
+    # Read at each scrape of /metrics: this replica's pool and downloads, and the store's queue (every replica's).
+    metrics.watch(
+        settings.executor, lambda: {"pool": pool.load(), "downloads": downloads.load(), "store": tasks.item_counts()}
+    )
     lister.resume()
+
+
+def _metrics_dir(settings: Settings) -> str:
+    """Metrics on in this process, before the pool starts: its workers write into the same per-run directory
+    (``metrics.py``). One directory per process: a test process running several apps keeps the first. Tracing
+    too, when configured (``tracing.py``)."""
+    if metrics.directory() is None:
+        metrics.setup(metrics.fresh_directory(settings.resolved_home / "metrics"))
+    if settings.tracing_on:  # this process's spans (requests, fetches); the workers set up their own
+        tracing.setup(settings.otel_endpoint)
+    return str(metrics.directory())
 
 
 def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
@@ -95,8 +112,8 @@ def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
     pool = WorkerPool(
         concurrency,
         initializer=init_worker,
-        initargs=(settings,),
-        finalizer=drain_commits,
+        initargs=(settings, True, _metrics_dir(settings)),
+        finalizer=worker_exit,
         default_deadline=settings.item_timeout_seconds,
     )
     handoff = Handoff()
@@ -112,4 +129,10 @@ def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
         handoff=handoff,
         on_done=room.set,
     )
-    return WorkerRuntime(work, pool, downloads, downloader, handoff, router, room)
+    metrics.watch("celery-worker", lambda: {"pool": pool.load(), "downloads": downloads.load()})
+    server = None
+    if settings.worker_metrics_port:
+        from retouch.executors.metrics_server import MetricsServer
+
+        server = MetricsServer(settings.host, settings.worker_metrics_port, settings.metrics_token)
+    return WorkerRuntime(work, pool, downloads, downloader, handoff, router, room, server)

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from retouch import metrics
 from retouch.allocator import tune_malloc
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
@@ -182,4 +183,5 @@ class NetworkInputs:
         return self.reader.remote_host(account_id, source)
 
     def download_input(self, account_id: int, source: str) -> tuple[Path | bytes, str]:
-        return self.downloader.read(account_id, source, self.handoff.take_spare())
+        with metrics.stage("fetch"):  # timed here: the download process itself keeps no metrics
+            return self.downloader.read(account_id, source, self.handoff.take_spare())

@@ -77,6 +77,11 @@ class Downloads:
         with self._lock:
             return sum(self._held.values())
 
+    def load(self) -> tuple[int, int]:
+        """(downloads waiting for a slot, downloads running): what /metrics shows."""
+        with self._lock:
+            return len(self._waiting), self._running
+
     def shutdown(self) -> None:
         with self._lock:
             waiting, self._waiting = list(self._waiting), deque()

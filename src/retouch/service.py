@@ -7,6 +7,7 @@ routes call it. The image work itself is :func:`retouch.work.item.process`, run 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import functools
 import os
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
-from retouch import logs
+from retouch import logs, tracing
 from retouch.contracts.edit import EditRequest, EditResult, UploadData
 from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
@@ -70,6 +71,7 @@ class Runtime:
         self.downloads.shutdown()
         self.downloader.close()
         self.pool.shutdown()
+        tracing.shutdown()  # export the spans still buffered
 
 
 @dataclass
@@ -200,7 +202,8 @@ class Service:
             # A local file: the worker reads it and writes the result itself, the bytes never pass through here.
             return await self._in_worker(job)
         # Across a network: downloaded here first (downloads.py), so a hanging origin holds no image worker.
-        read = functools.partial(self.download_input, account_id, request.input)
+        # In this request's context (a download thread has none of its own): its fetch span joins the request's trace.
+        read = functools.partial(contextvars.copy_context().run, self.download_input, account_id, request.input)
         download = self.downloads.submit(account_id, host, read)
         try:
             fetched, name = await asyncio.wrap_future(download)
@@ -236,7 +239,8 @@ class Service:
 
     async def _in_worker(self, job: Job) -> EditResult:
         # Priority 0: a sync request overtakes queued async and batch items.
-        future = self.pool.submit(edit_now, job, priority=0)
+        # The request's span context goes with the job: the worker's spans join the request's trace.
+        future = self.pool.submit(edit_now, dataclasses.replace(job, trace=tracing.carrier()), priority=0)
         try:
             result: EditResult = await asyncio.wrap_future(future)
         except WorkerCrashed:

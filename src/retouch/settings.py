@@ -121,6 +121,24 @@ class Settings(BaseSettings):
         "text", description="text: one readable line per event; json: one object per line (time, level, ids)."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Level of retouch's loggers.")
+    metrics_token: str | None = Field(
+        None, description="When set, GET /metrics (and a worker's metrics port) need `Authorization: Bearer <it>`."
+    )
+    worker_metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port on which `retouch worker` serves its own /metrics (on RETOUCH_HOST); 0 = off.",
+    )
+    otel: bool = Field(
+        False,
+        description="Export OpenTelemetry spans over OTLP/HTTP (needs the [otel] extra); also on with an endpoint.",
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="The OTLP/HTTP collector's base URL (http://otel:4318); setting it turns tracing on.",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -146,6 +164,10 @@ class Settings(BaseSettings):
         """RETOUCH_MODEL_<NAME> as {NAME: path}, what ``models.configure`` takes."""
         names = ("u2netp", "centerface", "plates", "ppocr_det", "ppocr_rec", "waifu2x")
         return {name.upper(): str(path) for name in names if (path := getattr(self, f"model_{name}")) is not None}
+
+    @property
+    def tracing_on(self) -> bool:
+        return self.otel or bool(self.otel_endpoint)
 
     @property
     def item_lease_seconds(self) -> float:

@@ -27,6 +27,7 @@ __all__ = ["CeleryTopology", "celery_topology"]
 
 class CeleryTopology:
     kind = "celery"
+    METRICS_TOKEN = "topology-metrics"
 
     def __init__(self, postgres: PostgresServer, redis: RedisServer, root: Path, **settings: str) -> None:
         self.root = root
@@ -48,6 +49,7 @@ class CeleryTopology:
             "RETOUCH_ITEM_TIMEOUT_SECONDS": "20",
             "RETOUCH_ITEM_LEASE_SECONDS": "15",
             "RETOUCH_CELERY_MAX_INFLIGHT": "6",  # 3x the two single-process workers
+            "RETOUCH_METRICS_TOKEN": self.METRICS_TOKEN,
             **settings,
         }
         self.ports = [free_port(), free_port()]
@@ -61,6 +63,8 @@ class CeleryTopology:
             home = root / f"api-{index}"  # nothing the replicas share may live here
             self.apis.append(self._spawn("serve", "--port", str(port), "--workers", "1", home=home))
         self.workers: list[subprocess.Popen[bytes]] = []
+        #: Each worker serves its own /metrics (RETOUCH_WORKER_METRICS_PORT), kept across restarts.
+        self.worker_metrics_ports = [free_port(), free_port()]
         for index in range(2):
             self.start_worker(index)
         self._turn = itertools.cycle(range(len(self.ports)))
@@ -86,18 +90,21 @@ class CeleryTopology:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def _spawn(self, *args: str, home: Path) -> subprocess.Popen[bytes]:
+    def _spawn(self, *args: str, home: Path, **env: str) -> subprocess.Popen[bytes]:
         log = (self.root / f"{args[0]}-{len(os.listdir(self.root))}.log").open("wb")
         return subprocess.Popen(
             [sys.executable, "-m", "retouch", *args],
-            env={**self.env, "RETOUCH_HOME": str(home)},
+            env={**self.env, "RETOUCH_HOME": str(home), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
     def start_worker(self, index: int) -> None:
-        process = self._spawn("worker", "--concurrency", "1", home=self.root / f"worker-{index}")
+        port = str(self.worker_metrics_ports[index])
+        process = self._spawn(
+            "worker", "--concurrency", "1", home=self.root / f"worker-{index}", RETOUCH_WORKER_METRICS_PORT=port
+        )
         if index < len(self.workers):
             self.workers[index] = process
         else:

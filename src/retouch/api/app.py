@@ -18,12 +18,14 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch import __version__, logs
+from retouch import __version__, logs, metrics, tracing
 from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
-from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
+from retouch.api.ratelimit import RateLimiter, RedisRateLimiter, Verdict
+from retouch.api.route_templates import RouteTemplates
 from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
+from retouch.api.routes import metrics as metrics_route
 from retouch.bootstrap import open_service, start
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
@@ -38,6 +40,8 @@ access_log = logging.getLogger("retouch.access")
 PREFIXES = ("/v1", "/v1-beta1")
 # Anonymous, cheap routes that do not spend the caller's budget (they still carry the headers).
 _UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/")
+#: Never limited at all: a scraper shares its address with other callers and must not be refused for them.
+_UNLIMITED = "/metrics"
 
 
 def _error_response(exc: RetouchError) -> JSONResponse:
@@ -73,21 +77,31 @@ class RequestIdAndRateLimit:
     every body chunk of the request in a task group, which for a multi-MB upload cost more API CPU
     than the route itself (about a fifth of the upload path's samples)."""
 
-    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, routes: RouteTemplates) -> None:
         self.app = app
         self.limiter = limiter
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The request's span (when tracing is on) is the parent of everything the request causes, the image
+        # worker's spans included (the job carries its context there).
+        with tracing.span(scope["method"], {"http.request.method": scope["method"]}) as request_span:
+            await self._handle(scope, receive, send, request_span)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, request_span: Any) -> None:
         request_id = _incoming_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id downstream
         logs.set_ids(request_id=request_id, account=None)  # this request's task: every line it logs carries it
         began = time.perf_counter()
         status = 0
         counted = not scope["path"].startswith(_UNCOUNTED)
-        verdict = self.limiter.hit(_client_key(scope), count=counted)
+        if scope["path"] == _UNLIMITED:
+            verdict = Verdict(True, {})
+        else:
+            verdict = self.limiter.hit(_client_key(scope), count=counted)
         extra = [(b"x-request-id", request_id.encode())]
         extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers.items()]
         started = False
@@ -104,6 +118,7 @@ class RequestIdAndRateLimit:
             if not verdict.allowed:
                 # Retry-After (seconds) is what generic HTTP clients and proxies honour; RateLimit-Reset says the same.
                 extra.append((b"retry-after", verdict.headers.get("RateLimit-Reset", "1").encode("latin-1")))
+                metrics.rate_limited()
                 await _error_response(RateLimited())(scope, receive, send_with_headers)
                 return
             try:
@@ -115,7 +130,13 @@ class RequestIdAndRateLimit:
                 error = RetouchError(f"Internal error; quote request id {request_id} to the operator.")
                 await _error_response(error)(scope, receive, send_with_headers)
         finally:
-            _access(scope, status, time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            _access(scope, status, seconds)
+            route = self.routes.lookup(scope["path"])
+            metrics.http_request(route, scope["method"], status, seconds)
+            if request_span is not None:
+                request_span.update_name(f"{scope['method']} {route}")
+                request_span.set_attributes({"http.route": route, "http.response.status_code": status})
 
 
 def _access(scope: Scope, status: int, seconds: float) -> None:
@@ -183,7 +204,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
 
     # Added first, so it runs inside RequestIdAndRateLimit: its 401 and 413 answers carry the usual headers.
     app.add_middleware(Gate, max_json_bytes=settings.max_json_bytes)
-    app.add_middleware(RequestIdAndRateLimit, limiter=limiter)
+    routes = RouteTemplates()  # filled below, as the routes are included
+    app.add_middleware(RequestIdAndRateLimit, limiter=limiter, routes=routes)
     if settings.cors_origins:
         # Outermost: a preflight from a listed origin is answered here, before the key check (browsers send
         # none with it), and every answer to a listed origin - errors included - carries its CORS headers.
@@ -223,14 +245,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         return _error_response(error)
 
     for prefix in PREFIXES:
-        app.include_router(edit.router, prefix=prefix, include_in_schema=prefix == "/v1")
-        app.include_router(tasks.router, prefix=prefix, include_in_schema=prefix == "/v1")
-        app.include_router(storages.router, prefix=prefix, include_in_schema=prefix == "/v1")
-        app.include_router(webhook.router, prefix=prefix, include_in_schema=prefix == "/v1")
-        app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        for module in (edit, tasks, storages, webhook, tmp):
+            app.include_router(module.router, prefix=prefix, include_in_schema=prefix == "/v1")
+            routes.add(module.router.routes, prefix)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     install_docs(app)
     install_openapi(app)
+    routes.add([*health.router.routes, *metrics_route.router.routes])
+    routes.add(route for route in app.routes if getattr(route, "path", None))  # the docs, openapi.json
     return app
 
 

@@ -24,8 +24,10 @@ from typing import Any
 
 from celery import Celery, signals
 
+from retouch import tracing
 from retouch.downloader import DownloadProcess
 from retouch.downloads import Downloads
+from retouch.executors.metrics_server import MetricsServer
 from retouch.executors.pool import WorkerPool
 from retouch.executors.router import ItemRouter
 from retouch.handoff import Handoff
@@ -55,6 +57,8 @@ class WorkerRuntime:
     handoff: Handoff
     router: ItemRouter
     room: threading.Event
+    #: The worker's own /metrics (RETOUCH_WORKER_METRICS_PORT), None when off.
+    metrics_server: MetricsServer | None = None
 
     def feed(self, item_id: int, kind: str, account_id: int, source: str) -> str:
         """A feeder thread: wait until an image worker is free (or nearly), then route the item and return."""
@@ -71,6 +75,10 @@ class WorkerRuntime:
         self.downloader.close()
         self.handoff.close()
         self.work.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        tracing.shutdown()
 
 
 _runtime: WorkerRuntime | None = None

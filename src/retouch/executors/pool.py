@@ -32,6 +32,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from retouch import metrics
+
 __all__ = ["DeadlineExceeded", "WorkerCrashed", "WorkerPool"]
 
 log = logging.getLogger("retouch.pool")
@@ -175,6 +177,11 @@ class WorkerPool:
             held = sum(len(w.jobs) for w in self._workers)
             return self.size * (1 + ahead) - held - len(self._queue)
 
+    def load(self) -> tuple[int, int]:
+        """(jobs waiting for a worker, jobs held by the workers - running or sent ahead): what /metrics shows."""
+        with self._lock:
+            return len(self._queue), sum(len(w.jobs) for w in self._workers)
+
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
@@ -195,6 +202,7 @@ class WorkerPool:
                 worker.conn.send(None)
             worker.process.join(timeout=2 if not wait_for_running else 30)
             worker.kill()
+            metrics.process_dead(worker.process.pid)
         self._wake_r.close()
         self._wake_w.close()
 
@@ -243,6 +251,8 @@ class WorkerPool:
         with self._lock:  # re-entrant: _send calls this with the lock held
             worker = self._workers[index]
             worker.kill()
+            metrics.process_dead(worker.process.pid)
+            metrics.worker_restarted("deadline" if isinstance(error, DeadlineExceeded) else "crash")
             self._workers[index] = self._spawn()
             running = worker.jobs.popleft() if worker.jobs else None
             for waiting in worker.jobs:

@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from retouch import metrics
 from retouch.errors import RetouchError
 from retouch.net import FetchPolicy, check_url
 from retouch.settings import Settings
@@ -105,6 +106,7 @@ class WebhookSender:
         target = self.hooks.target(task.account_id)
         if target is None:  # the webhook was removed meanwhile
             self._record(task_id, "failed", task.webhook_attempts, "webhook removed")
+            metrics.webhook_delivery("failed")
             return
         url, secret = target
         view = self.tasks.view(task, self.result_url(task.kind, task.id))
@@ -126,11 +128,14 @@ class WebhookSender:
             status, ok, permanent = type(exc).__name__, False, False
         if ok:
             self._record(task_id, "delivered", attempts, status)
+            metrics.webhook_delivery("delivered")
         elif permanent or attempts >= self.max_attempts:
             self._record(task_id, "failed", attempts, status)
+            metrics.webhook_delivery("failed")
         else:
             delay = self.backoff * 2 ** (attempts - 1)
             self._record(task_id, "pending", attempts, status, utcnow() + timedelta(seconds=delay))
+            metrics.webhook_delivery("retry")
 
     def _record(self, task_id: int, state: str, attempts: int, status: str, next_at: Any = None) -> None:
         with Session(self.tasks.engine) as session, session.begin():

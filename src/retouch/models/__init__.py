@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import importlib.resources
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from retouch import metrics
 from retouch.allocator import libc_function
 from retouch.errors import OperationUnavailable
 
@@ -109,7 +111,10 @@ def cached(key: str, factory: Callable[[], T]) -> T:
     """Build a model once per process (thread-safe) and reuse it."""
     with _lock:
         if key not in _cache:
+            began = time.perf_counter()
             _cache[key] = factory()
+            # By model, not by key: a key may hold a file path (an operator's override), unbounded as a label.
+            metrics.model_loaded(key.split(":", 1)[0], time.perf_counter() - began)
         value: T = _cache[key]
         return value
 

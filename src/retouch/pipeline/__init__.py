@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyvips
 
+from retouch import metrics
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 from retouch.pipeline.edit import Edit
@@ -82,16 +84,24 @@ def _edit(
     limits: Limits,
     profile_dir: Path | None,
 ) -> Encoded:
-    source = prepare_source(data, info, operations) if needs_source_stage(data, operations) else None
-    size = (source.width, source.height) if source is not None else info.size
-    plan: Plan = make_plan(size, operations, limits)
-    spec = output.format.spec()
-    removing = operations.background is not None and operations.background.remove is not None
-    fill = fill_color(operations, info.alpha or removing, spec.format)
-    edit = Edit(operations, spec, output.metadata, plan, fill, profile_dir)
-    image = scale_and_fit(data, info, plan, operations, source)
+    # Stage timings (metrics.py): pyvips is lazy, so "decode" and most steps time building the graph plus
+    # whatever they compute eagerly (models, the source stage); the pixels are pulled through it under "encode".
+    with metrics.stage("decode"):
+        source = prepare_source(data, info, operations) if needs_source_stage(data, operations) else None
+        size = (source.width, source.height) if source is not None else info.size
+        plan: Plan = make_plan(size, operations, limits)
+        spec = output.format.spec()
+        removing = operations.background is not None and operations.background.remove is not None
+        fill = fill_color(operations, info.alpha or removing, spec.format)
+        edit = Edit(operations, spec, output.metadata, plan, fill, profile_dir)
+        image = scale_and_fit(data, info, plan, operations, source)
     for step in STEPS:
-        image = step(image, edit)
+        began = time.perf_counter()
+        stepped = step(image, edit)
+        if stepped is not image:  # a step that was not requested hands the image back: no sample, no skew
+            metrics.stage_took(step.__name__, time.perf_counter() - began)
+        image = stepped
     # Decoding is lazy: a corrupt body surfaces when a step or the encoder pulls the pixels (pyvips.Error).
-    encoded = encode(image, spec, output.metadata, profile_dir)
+    with metrics.stage("encode"):
+        encoded = encode(image, spec, output.metadata, profile_dir)
     return Encoded(encoded, info, spec.format, image.width, image.height, info.pages - 1)

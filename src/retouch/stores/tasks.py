@@ -381,6 +381,18 @@ class TaskStore:
                 session.scalar(select(func.count()).select_from(Item).where(Item.status == ItemStatus.RUNNING)) or 0
             )
 
+    def item_counts(self) -> tuple[int, int]:
+        """(pending, running) items of every task: the store's queue as /metrics shows it (one query on the
+        status index per scrape)."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(Item.status, func.count())
+                .where(Item.status.in_((ItemStatus.PENDING, ItemStatus.RUNNING)))
+                .group_by(Item.status)
+            ).all()
+        counts = {status: int(n) for status, n in rows}
+        return counts.get(ItemStatus.PENDING, 0), counts.get(ItemStatus.RUNNING, 0)
+
     def release_running(self) -> int:
         """Embedded mode start-up: every RUNNING item belonged to a worker of the previous process."""
         with Session(self.engine) as session, session.begin():

@@ -11,11 +11,13 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from retouch import metrics, tracing
 from retouch.allocator import tune_malloc
 from retouch.errors import RetouchError
 from retouch.inputs import InputReader, fetch_policy
@@ -119,12 +121,16 @@ _database = True
 _context: WorkContext | None = None
 
 
-def init_worker(settings: Settings, database: bool = True) -> None:
+def init_worker(settings: Settings, database: bool = True, metrics_dir: str | None = None) -> None:
     """A worker process's start: one vips thread (one worker per core is the fast layout), the allocator and the
     models set up; the context itself is built on first use (a pool worker that only runs uploads never opens
-    the database)."""
+    the database). ``metrics_dir``: the run's metrics directory (``bootstrap``), None: no metrics."""
     global _settings, _database, _context
     _settings, _database, _context = settings, database, None
+    if metrics_dir is not None:
+        metrics.setup(Path(metrics_dir))  # before any work: this process's counts go where /metrics reads them
+    if settings.tracing_on:
+        tracing.setup(settings.otel_endpoint)
     if settings.worker_nice:
         # Image work yields to the API process: under full load its event loop still answers at once (a keyless
         # junk body's 401 took 2.7 s with 2 busy workers on 2 cores). Idle cores still go to the workers.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from retouch import metrics
 from retouch.contracts.edit import EditResult, ImageObject, OutputObject
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
@@ -86,6 +87,8 @@ class Job:
     #: The ids the worker's log lines carry (the API request's id and account).
     request_id: str | None = None
     account: str | None = None
+    #: The API request's span context (W3C headers) when tracing is on: the worker's spans continue its trace.
+    trace: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,15 @@ def _read(ctx: WorkContext, job: Job) -> tuple[bytes, str]:
         return data, job.name
     if job.source is None or ctx.inputs is None:
         raise RetouchError("The job has no input.")
-    return ctx.inputs.read(job.account_id, job.source)
+    with metrics.stage("fetch"):
+        return ctx.inputs.read(job.account_id, job.source)
 
 
 def _edit(ctx: WorkContext, job: Job) -> tuple[Encoded, str] | Failure:
     data = b""
     try:
         data, name = _read(ctx, job)
+        metrics.input_bytes(len(data))
         check_available(job.operations)
         return run(data, job.operations, job.output, ctx.limits), name
     except RetouchError as exc:
@@ -139,9 +144,18 @@ def _write(ctx: WorkContext, job: Job, result: Encoded, name: str) -> Outcome:
     source = describe(result.source.ext, result.source.width, result.source.height)
     try:
         out_name = job.out_name or output_name(name, result.source.ext, result.format)
-        where = write_output(
-            ctx, job.account_id, job.output.destination, out_name, result.data, result.format, job.source, job.out_file
-        )
+        with metrics.stage("write"):
+            where = write_output(
+                ctx,
+                job.account_id,
+                job.output.destination,
+                out_name,
+                result.data,
+                result.format,
+                job.source,
+                job.out_file,
+            )
+        metrics.output_bytes(len(result.data))
         # Only the fields that apply are set: an answer leaves the others out (never null).
         fields: dict[str, object] = {**describe(result.format, result.width, result.height).model_dump(), **where}
         if result.frames_dropped:
@@ -170,14 +184,29 @@ def process(ctx: WorkContext, job: Job, done: Callable[[Outcome], T], *, overlap
     if isinstance(edited, Failure):
         if edited.error is not None:  # the input's or the request's fault: worth a line, not a stack
             log.info("not edited: %s", edited.message, extra={"source": job.source or job.name or "an upload"})
-        return done(edited)
+        return done(_counted(job, edited))
     result, name = edited
     if not overlap_write:
-        return done(_write(ctx, job, result, name))
+        return done(_counted(job, _write(ctx, job, result, name)))
     global _in_flight
     drain_commits()  # at most one in flight: wait for the previous image's (long done, as a rule)
-    _in_flight = _committer().submit(lambda: done(_write(ctx, job, result, name)))
+    _in_flight = _committer().submit(lambda: done(_counted(job, _write(ctx, job, result, name))))
     return None
+
+
+def _counted(job: Job, outcome: Outcome) -> Outcome:
+    """``retouch_images_edited_total``: once per operation family the job asked for, by outcome."""
+    if metrics.enabled():
+        ops = job.operations
+        families = [name for name in type(ops).model_fields if getattr(ops, name) is not None] or ["none"]
+        if not isinstance(outcome, Failure):
+            verdict = "ok"
+        elif outcome.error is not None and outcome.error.status < 500:
+            verdict = "rejected"  # the input's or the request's fault
+        else:
+            verdict = "error"
+        metrics.image_done(families, verdict)
+    return outcome
 
 
 _commit_thread: ThreadPoolExecutor | None = None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from retouch import logs
+from retouch import logs, tracing
 from retouch.contracts.edit import EditRequest, EditResult, UploadData
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.downloads import Fetched
 from retouch.work.context import current
-from retouch.work.item import Failure, Job, Outcome, process
+from retouch.work.item import Failure, Job, Outcome, drain_commits, process
 
-__all__ = ["edit_now", "run_item"]
+__all__ = ["edit_now", "run_item", "worker_exit"]
 
 
 def _answer(outcome: Outcome) -> EditResult:
@@ -29,7 +29,7 @@ def _answer(outcome: Outcome) -> EditResult:
 def edit_now(job: Job) -> EditResult:
     """A sync edit or an upload, whole, in this worker: read (or take the handed-over input), edit, write,
     and the response's ``data`` object."""
-    with logs.bind(request_id=job.request_id, account=job.account):
+    with logs.bind(request_id=job.request_id, account=job.account), tracing.resumed(job.trace, "retouch.edit"):
         result = process(current(), job, _answer)
     assert result is not None
     return result
@@ -82,6 +82,14 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
         return "done" if task_id is not None else "skipped"
 
     # (an overlapped write logs from the commit thread, without these ids: its failures name the item anyway)
-    with logs.bind(request_id=work.request_id, account=work.account, task_id=work.task_id, item_id=item_id):
+    attributes = {"retouch.task_id": work.task_id, "retouch.item_id": item_id}
+    ids = {"request_id": work.request_id, "account": work.account, "task_id": work.task_id, "item_id": item_id}
+    with logs.bind(**ids), tracing.span("retouch.item", attributes):
         recorded = process(ctx, job, record, overlap_write=overlap_write)
     return "deferred" if recorded is None else recorded
+
+
+def worker_exit() -> None:
+    """A pool worker's last act (the pool's finalizer): finish the overlapped write, export the buffered spans."""
+    drain_commits()
+    tracing.shutdown()
