@@ -24,7 +24,7 @@ import pyvips
 from retouch.contracts.common import parse_length
 from retouch.errors import ImageError
 from retouch.pipeline.edit import Edit
-from retouch.pipeline.outpaint_border import GRAIN_SIGMA, complexity, compose, grain_field, grain_sigma
+from retouch.pipeline.outpaint_border import GRAIN_SIGMA, complexity, compose, grain
 from retouch.pipeline.outpaint_fill import Sides, extend_plain, extend_texture
 
 __all__ = ["MAX_TEXTURE_DEPTH", "MIN_TEXTURE_SIDE", "PLAIN_DELTA_E", "choose", "outpaint"]
@@ -79,11 +79,10 @@ def outpaint(image: pyvips.Image, edit: Edit) -> pyvips.Image:
     assert edit.ops.resizing is not None  # plan.outpaint is set from it
     feathering = parse_length(edit.ops.resizing.fit.feathering, "feathering", max_percent=100).amount / 100
     sides = _sides(edit, image.width, image.height)
-    alpha = None
-    if image.bands == 4:
-        alpha = np.asarray(image.extract_band(3).numpy(), dtype=np.float32)[:, :, None]
-        image = image.extract_band(0, n=3)
-    rgb = np.ascontiguousarray(np.asarray(image.numpy(), dtype=np.uint8))
+    # One read of the pixels: the decoder streams top to bottom, so a second pass would fail.
+    pixels = np.asarray(image.numpy(), dtype=np.uint8)
+    alpha = pixels[:, :, 3:4].astype(np.float32) if image.bands == 4 else None
+    rgb = np.ascontiguousarray(pixels[:, :, :3])
     method, score = choose(rgb, sides)
     log.info("outpaint: %s fill (border complexity %.1f dE), sides %s", method, score, sides)
     content = rgb.astype(np.float32)
@@ -95,8 +94,7 @@ def outpaint(image: pyvips.Image, edit: Edit) -> pyvips.Image:
         generated[sides.top : sides.top + h, sides.left : sides.left + w] = smooth
     else:
         generated = extend_texture(rgb, sides)
-    grain = grain_field(generated.shape[0], generated.shape[1], grain_sigma(rgb, sides))
-    canvas = compose(rgb, generated, sides, feathering, grain)
+    canvas = compose(rgb, generated, sides, feathering, grain(rgb, sides))
     result = pyvips.Image.new_from_array(canvas, interpretation="srgb")
     if alpha is not None:
         # Transparency is continued like a plain background (no grain): a cut-out stays cut out.

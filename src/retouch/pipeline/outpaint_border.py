@@ -4,8 +4,8 @@
   in CIE76 Delta E (95th percentile over the bands along the extended edges, measured on a small copy so
   grain and JPEG noise do not count). A studio backdrop, a colour gradient or a vignette scores ~0.5-2;
   foliage, fabric, a scene or a subject cut by the edge scores 8 and more.
-* :func:`grain_sigma` - the noise of the border (per channel, robust): the generated area gets the same,
-  so it does not look plastic next to a grainy photo.
+* :func:`grain` - noise as strong as the border's own grain next to it: the generated area does not look
+  plastic next to a grainy photo.
 * :func:`compose` - the original, and the generated layer plus grain, blended over the feathering zone.
 """
 
@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from retouch.pipeline.outpaint_fill import F32, Sides, extend_plain
 
-__all__ = ["GRAIN_SIGMA", "complexity", "compose", "feather_weights", "grain_field", "grain_sigma"]
+__all__ = ["GRAIN_SIGMA", "complexity", "compose", "feather_weights", "grain"]
 
 #: Scale of what counts as grain: detail finer than a Gaussian of this sigma (px at full resolution).
 GRAIN_SIGMA = 1.5
@@ -76,37 +76,24 @@ def complexity(rgb: npt.NDArray[np.uint8], sides: Sides) -> float:
     return worst
 
 
-def grain_sigma(rgb: npt.NDArray[np.uint8], sides: Sides) -> npt.NDArray[np.float32]:
-    """Per-channel standard deviation of the finest detail in the bands along the extended edges
-    (median absolute deviation, so an edge or two in the band do not count as grain)."""
+def grain(rgb: npt.NDArray[np.uint8], sides: Sides) -> F32:
+    """Noise over the whole canvas with the border's grain, place by place: the local strength of the finest
+    detail (per channel) is measured over the picture and continued outwards like a plain backdrop, so a
+    grainy shadow along one edge and a clean sky along another each keep their own. One noise field for all
+    channels (luminance grain, as cameras and JPEG leave it); seeded, so a request gives the same picture."""
     import cv2
 
-    samples = []
-    for side, _depth in _band_sides(sides):
-        turned = _oriented(rgb, side)
-        band = np.ascontiguousarray(turned[:, -max(2, min(turned.shape[1], 32)) :], dtype=np.float32)
-        fine = band - cv2.GaussianBlur(band, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
-        samples.append(fine.reshape(-1, 3))
-    if not samples:
-        return np.zeros(3, dtype=np.float32)
-    fine = np.concatenate(samples)
-    mad = np.median(np.abs(fine - np.median(fine, axis=0)), axis=0)
-    sigma: npt.NDArray[np.float32] = (1.4826 * mad).astype(np.float32)
-    return sigma
-
-
-def grain_field(height: int, width: int, sigma: npt.NDArray[np.float32]) -> F32:
-    """Noise with the border's grain: the same fine-detail filter as :func:`grain_sigma`, scaled to its
-    deviation; one field for all channels (luminance grain, as cameras and JPEG leave it). Seeded, so a
-    request gives the same picture every time."""
-    import cv2
-
-    if not np.any(sigma > 0):
-        return np.zeros((height, width, 3), dtype=np.float32)
-    noise = np.random.default_rng(20261204).standard_normal((height, width), dtype=np.float32)
-    fine = noise - cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
-    fine /= max(float(fine.std()), 1e-6)
-    return np.asarray(fine[:, :, None] * sigma[None, None, :], dtype=np.float32)
+    height, width, _ = rgb.shape
+    image = rgb.astype(np.float32)
+    fine = image - cv2.GaussianBlur(image, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    # Mean absolute fine detail over ~16 px, as a standard deviation (x 1.25 for Gaussian noise).
+    strength = 1.25 * cv2.GaussianBlur(np.abs(fine), (0, 0), 8.0, borderType=cv2.BORDER_REFLECT)
+    strength = extend_plain(np.asarray(strength, dtype=np.float32), sides)
+    canvas_h, canvas_w = height + sides.top + sides.bottom, width + sides.left + sides.right
+    noise = np.random.default_rng(20261204).standard_normal((canvas_h, canvas_w), dtype=np.float32)
+    unit = noise - cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
+    unit /= max(float(unit.std()), 1e-6)
+    return np.asarray(unit[:, :, None] * strength, dtype=np.float32)
 
 
 def feather_weights(height: int, width: int, sides: Sides, feathering: float) -> F32:

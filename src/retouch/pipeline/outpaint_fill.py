@@ -74,10 +74,10 @@ def _extend_right(image: F32, depth: int) -> F32:
     # Grain and texture inside the band must not become streaks: smooth along the edge over a band's width.
     edge = _blur_along(edge.astype(np.float32), band / 2)
     slope = _blur_along(slope.astype(np.float32), band / 2)
-    # The gradient carries on, but fades over a band's width and adds at most 4 levels: a lit backdrop
+    # The gradient carries on, but fades over a band's width and adds at most 2 levels: a lit backdrop
     # keeps its direction across the seam without drifting away from the border's colour.
     tau = float(band)
-    slope = np.clip(slope, -4.0 / tau, 4.0 / tau)
+    slope = np.clip(slope, -2.0 / tau, 2.0 / tau)
     # Profiles at a few distances (geometric steps), linearly interpolated between: the blur along the edge
     # grows with the distance (half of it), which is what diffusing from the border looks like.
     steps = np.unique(np.concatenate([[0.0], np.geomspace(1.0, max(depth, 1), num=min(depth, 24))]))
