@@ -17,6 +17,7 @@ continues the adjusted colours) and before polish and sharpening (the seam gets 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyvips
@@ -86,15 +87,19 @@ def outpaint(image: pyvips.Image, edit: Edit) -> pyvips.Image:
     method, score = choose(rgb, sides)
     log.info("outpaint: %s fill (border complexity %.1f dE), sides %s", method, score, sides)
     content = rgb.astype(np.float32)
-    if method == "plain":
-        generated = extend_plain(content, sides)
-        # Inside the content, the layer the original fades into is the original without its grain.
-        h, w = rgb.shape[:2]
-        smooth = cv2.GaussianBlur(content, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
-        generated[sides.top : sides.top + h, sides.left : sides.left + w] = smooth
-    else:
-        generated = extend_texture(rgb, sides)
-    canvas = compose(rgb, generated, sides, feathering, grain(rgb, sides))
+    # The grain is measured while the fill runs: PatchMatch, cv2 and numpy release the GIL, so on two
+    # cores the two overlap (1-MP textured picture: ~0.3 s less).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        noise = pool.submit(grain, rgb, sides)
+        if method == "plain":
+            generated = extend_plain(content, sides)
+            # Inside the content, the layer the original fades into is the original without its grain.
+            h, w = rgb.shape[:2]
+            smooth = cv2.GaussianBlur(content, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
+            generated[sides.top : sides.top + h, sides.left : sides.left + w] = smooth
+        else:
+            generated = extend_texture(rgb, sides)
+        canvas = compose(rgb, generated, sides, feathering, noise.result())
     result = pyvips.Image.new_from_array(canvas, interpretation="srgb")
     if alpha is not None:
         # Transparency is continued like a plain background (no grain): a cut-out stays cut out.
