@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -72,7 +73,8 @@ def complexity(rgb: npt.NDArray[np.uint8], sides: Sides) -> float:
             continue  # nothing inside the band to predict it from: judged by the rest
         # Predict the band from the picture just inside it, the way the plain fill would continue it.
         inner = turned[:, : w - band]
-        predicted = extend_plain(inner, Sides(0, 0, band, 0))[:, w - band :]
+        # The gradient carries on unclipped here: a steep but smooth ramp is a plain border too.
+        predicted = extend_plain(inner, Sides(0, 0, band, 0), drift=math.inf)[:, w - band :]
         delta = np.linalg.norm(_lab(turned[:, w - band :]) - _lab(predicted), axis=2)
         worst = max(worst, float(np.percentile(delta, 95)))
     return worst

@@ -14,6 +14,7 @@ with the original. Arrays are HxWxC float32 in 0-255 unless a name says otherwis
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,8 @@ F32 = npt.NDArray[np.float32]
 #: (0.075 MP: ~0.9 s, 0.10 MP: ~1.7 s, 0.15 MP: ~3 s on a loaded 2-core machine), and the 2-second budget for
 #: a 1-MP picture decides: the fill is soft at full size, and the border's grain stands in for its detail.
 WORK_PIXELS = 75_000
+#: Levels the gradient across an edge may add as it carries on (it fades over a band's width).
+MAX_DRIFT = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _band_width(length: int) -> int:
     return int(min(length, max(3, min(48, round(length * 0.05)))))
 
 
-def _extend_right(image: F32, depth: int) -> F32:
+def _extend_right(image: F32, depth: int, drift: float) -> F32:
     """The (H, depth, C) strip that continues ``image`` past its right edge."""
     width = image.shape[1]
     band = _band_width(width)
@@ -74,16 +77,18 @@ def _extend_right(image: F32, depth: int) -> F32:
     # Grain and texture inside the band must not become streaks: smooth along the edge over a band's width.
     edge = _blur_along(edge.astype(np.float32), band / 2)
     slope = _blur_along(slope.astype(np.float32), band / 2)
-    # The gradient carries on, but fades over a band's width and adds at most 2 levels: a lit backdrop
+    # The gradient carries on, but fades over a band's width and adds at most `drift` levels: a lit backdrop
     # keeps its direction across the seam without drifting away from the border's colour.
     tau = float(band)
-    slope = np.clip(slope, -2.0 / tau, 2.0 / tau)
+    slope = np.clip(slope, -drift / tau, drift / tau)
+
+    def carried(d: float) -> float:  # how far the gradient has carried on at distance d (linear when unbounded)
+        return d if math.isinf(drift) else tau * (1.0 - math.exp(-d / tau))
+
     # Profiles at a few distances (geometric steps), linearly interpolated between: the blur along the edge
     # grows with the distance (half of it), which is what diffusing from the border looks like.
     steps = np.unique(np.concatenate([[0.0], np.geomspace(1.0, max(depth, 1), num=min(depth, 24))]))
-    profiles = np.stack(
-        [_blur_along(edge + slope * tau * (1.0 - np.exp(-d / tau)), 0.5 * d).astype(np.float32) for d in steps]
-    )
+    profiles = np.stack([_blur_along(edge + slope * carried(float(d)), 0.5 * d).astype(np.float32) for d in steps])
     d = np.arange(1, depth + 1, dtype=np.float32)
     index = np.clip(np.searchsorted(steps, d) - 1, 0, len(steps) - 2)
     lo, hi = steps[index], steps[index + 1]
@@ -92,23 +97,24 @@ def _extend_right(image: F32, depth: int) -> F32:
     return np.ascontiguousarray(strip.transpose(1, 0, 2), dtype=np.float32)
 
 
-def _extend_rows(image: F32, left: int, right: int) -> F32:
+def _extend_rows(image: F32, left: int, right: int, drift: float) -> F32:
     parts = []
     if left:
-        parts.append(_extend_right(image[:, ::-1], left)[:, ::-1])
+        parts.append(_extend_right(image[:, ::-1], left, drift)[:, ::-1])
     parts.append(image)
     if right:
-        parts.append(_extend_right(image, right))
+        parts.append(_extend_right(image, right, drift))
     return np.concatenate(parts, axis=1) if len(parts) > 1 else image
 
 
-def extend_plain(image: F32, sides: Sides) -> F32:
+def extend_plain(image: F32, sides: Sides, drift: float = MAX_DRIFT) -> F32:
     """``image`` continued by ``sides``: left and right first, then top and bottom over the full width, so
-    the corners continue the side extensions too."""
-    wide = _extend_rows(image, sides.left, sides.right)
+    the corners continue the side extensions too. ``drift``: how many levels the continued gradient may add
+    (``math.inf``: the gradient goes on as a straight line - how the border's complexity is judged)."""
+    wide = _extend_rows(image, sides.left, sides.right, drift)
     if not (sides.top or sides.bottom):
         return wide
-    tall = _extend_rows(np.ascontiguousarray(wide.transpose(1, 0, 2)), sides.top, sides.bottom)
+    tall = _extend_rows(np.ascontiguousarray(wide.transpose(1, 0, 2)), sides.top, sides.bottom, drift)
     return np.ascontiguousarray(tall.transpose(1, 0, 2))
 
 
