@@ -88,7 +88,7 @@ def _extend_right(image: F32, depth: int, drift: float) -> F32:
     # Profiles at a few distances (geometric steps), linearly interpolated between: the blur along the edge
     # grows with the distance (half of it), which is what diffusing from the border looks like.
     steps = np.unique(np.concatenate([[0.0], np.geomspace(1.0, max(depth, 1), num=min(depth, 24))]))
-    profiles = np.stack([_blur_along(edge + slope * carried(float(d)), 0.5 * d).astype(np.float32) for d in steps])
+    profiles = np.stack([_blur_along((edge + slope * carried(float(d))).astype(np.float32), 0.5 * d) for d in steps])
     d = np.arange(1, depth + 1, dtype=np.float32)
     index = np.clip(np.searchsorted(steps, d) - 1, 0, len(steps) - 2)
     lo, hi = steps[index], steps[index + 1]
