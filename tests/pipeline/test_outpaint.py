@@ -125,7 +125,12 @@ def test_outpaint_by_larger_than_the_output_is_refused() -> None:
 
 @pytest.mark.parametrize("scene", [studio, gradient], ids=["studio", "gradient"])
 def test_plain_backdrop_continues_within_delta_e_3_without_a_seam(scene: Any) -> None:
+    from retouch.pipeline.outpaint import PLAIN_DELTA_E, choose
+    from retouch.pipeline.outpaint_fill import Sides
+
     source = scene()
+    assert choose(source, Sides(60, 45, 60, 45))[0] == "plain"
+    assert choose(source, Sides(60, 45, 60, 45))[1] < PLAIN_DELTA_E / 2  # well clear of the threshold
     out = array(outpaint(png(source), outpaint_by="20%"))
     box = content_box(out, source)
     x0, y0, x1, y1 = box
