@@ -102,7 +102,9 @@ def grain(rgb: npt.NDArray[np.uint8], sides: Sides) -> F32:
     noise = np.random.default_rng(20261204).standard_normal((canvas_h, canvas_w), dtype=np.float32)
     unit = noise - cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA, borderType=cv2.BORDER_REFLECT)
     unit /= max(float(unit.std()), 1e-6)
-    return np.asarray(unit[:, :, None] * strength, dtype=np.float32)
+    field = np.asarray(strength, dtype=np.float32)
+    field *= unit[:, :, None]  # in place: at 12 MP every canvas-sized copy is 200 MB
+    return field
 
 
 def feather_weights(height: int, width: int, sides: Sides, feathering: float) -> F32:
@@ -133,7 +135,8 @@ def compose(
     """The canvas: the generated layer plus grain outside the content, the original inside, and between
     them a feathering zone where the original fades into the generated layer towards each extended edge."""
     height, width, _ = content.shape
-    out = generated + grain
+    out = generated  # the caller's layer, added to in place (a canvas-sized copy saved)
+    out += grain
     box = (slice(sides.top, sides.top + height), slice(sides.left, sides.left + width))
     weight = feather_weights(height, width, sides, feathering)[:, :, None]
     out[box] = content * (1.0 - weight) + out[box] * weight
