@@ -15,10 +15,12 @@ import pyvips
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import retouch  # noqa: E402
 from tests.pipeline.outpaint_scenes import gradient, png, studio, textured  # noqa: E402
 
+import retouch  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
+FIXTURES = ROOT / "tests" / "fixtures"
 HEIGHT = 300
 GAP = 12
 
@@ -26,8 +28,8 @@ CASES: list[tuple[str, bytes, dict[str, Any]]] = [
     ("studio", png(studio(600, 450)), {"width": 1000, "height": 450, "fit": "outpaint"}),
     ("gradient", png(gradient(600, 450)), {"fit": {"type": "outpaint", "outpaint_by": "30%"}}),
     ("gravel", png(textured(480, 360)), {"fit": {"type": "outpaint", "outpaint_by": "30% 20%"}}),
-    ("coffee", (ROOT / "tests/fixtures/coffee.jpg").read_bytes(), {"width": 800, "height": 400, "fit": "outpaint"}),
-    ("chelsea", (ROOT / "tests/fixtures/chelsea.jpg").read_bytes(), {"fit": {"type": "outpaint", "outpaint_by": "25% 0%"}}),
+    ("coffee", (FIXTURES / "coffee.jpg").read_bytes(), {"width": 800, "height": 400, "fit": "outpaint"}),
+    ("chelsea", (FIXTURES / "chelsea.jpg").read_bytes(), {"fit": {"type": "outpaint", "outpaint_by": "25% 0%"}}),
 ]
 
 
