@@ -199,3 +199,15 @@ def test_textured_border_too_far_is_refused_with_the_reason() -> None:
         outpaint(png(textured()), {"width": 1440, "height": 360})
     # The same request on a studio backdrop is fine: a plain fill goes any distance.
     assert outpaint(png(studio(480, 360)), {"width": 1440, "height": 360}).width == 1440
+
+
+def test_without_the_libraries_outpaint_answers_with_the_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retouch import models
+    from retouch.errors import OperationUnavailable
+    from retouch.work.item import check_available
+
+    request = UploadData.model_validate({"operations": {"resizing": {"fit": "outpaint"}}})
+    check_available(request.operations)  # installed here: accepted
+    monkeypatch.setitem(models.LIBRARIES, "resizing.fit.outpaint", {"no_such_module_here": "PyPatchMatch"})
+    with pytest.raises(OperationUnavailable, match=r"PyPatchMatch is missing .*retouch\[ai\]"):
+        check_available(request.operations)
