@@ -163,7 +163,21 @@ CASES = [
         "generative.style_transfer",
         body=ops({"generative": {"style_transfer": {"style_reference_image": "https://x/y.jpg"}}}),
     ),
-    Case("outpaint", 422, "image", "outpaint", body=ops({"resizing": {"width": 10, "height": 20, "fit": "outpaint"}})),
+    # A textured border (the coffee table) cannot be continued classically to three times the picture's width.
+    Case(
+        "outpaint too far",
+        422,
+        "image",
+        "textured",
+        body=ops({"resizing": {"width": 1800, "height": 400, "fit": "outpaint"}}),
+    ),
+    Case(
+        "outpaint_by larger than the output",
+        422,
+        "validation",
+        "leaves no room",
+        body=ops({"resizing": {"width": 100, "height": 100, "fit": {"type": "outpaint", "outpaint_by": "200px"}}}),
+    ),
     # --- fetching
     Case("private address url", 400, "web", "private", body=ops({}, input_url="http://10.0.0.1/a.jpg")),
     Case(

@@ -113,14 +113,21 @@ class Fit(Strict):
     type: Literal["crop", "cover", "bounds", "canvas", "outpaint"] = Field(
         "crop",
         description="crop: cover the box, then cut the overflow; cover: cover the box, no cut; bounds: fit inside; "
-        "canvas: fit inside, then fill the rest with background.color; outpaint: fill the rest with generated content.",
+        "canvas: fit inside, then fill the rest with background.color; outpaint: fit inside, then continue the "
+        "picture into the rest (classically, offline: docs/outpaint.md).",
     )
     crop: Literal["center", "smart"] = Field(
         "center", description="With type crop: where to cut. smart = keep the salient content."
     )
-    feathering: str = Field("15%", description="With type outpaint: width of the blend zone, e.g. '15%'.")
+    feathering: str = Field(
+        "15%",
+        description="With type outpaint: depth of the blend zone inside the picture along each growing edge, as a "
+        "share of that edge's extension, e.g. '15%' ('0%': original pixels untouched).",
+    )
     outpaint_by: str | None = Field(
-        None, description="With type outpaint: one or two px/% values ('10%', '5% 15%', '0px 1024px')."
+        None,
+        description="With type outpaint: how much the picture grows, one value for both axes or 'width height', "
+        "each px or % of that side ('10%', '5% 15%', '0px 1024px'). With width/height the output keeps their size.",
     )
 
     @model_validator(mode="before")

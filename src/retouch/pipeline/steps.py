@@ -17,6 +17,7 @@ from retouch.pipeline.colour import to_srgb
 from retouch.pipeline.edit import Edit
 from retouch.pipeline.encode import flatten
 from retouch.pipeline.frame import frame
+from retouch.pipeline.outpaint import outpaint
 from retouch.pipeline.polish import polish
 from retouch.pipeline.privacy import blur_plates
 from retouch.pipeline.remove_background import remove_background
@@ -38,6 +39,9 @@ STEPS: tuple[Step, ...] = (
     adjust,
     # Shrink to the content size and centre on the canvas with the background colour.
     frame,
+    # fit outpaint: frame leaves the canvas to this step, which continues the adjusted content outwards;
+    # before polish and sharpening, so the seam gets the same final treatment as the rest.
+    outpaint,
     # Polish (denoise + detail) after the last resample, like sharpening.
     polish,
     # Sharpen last among pixel steps: any resample after it would soften it again.

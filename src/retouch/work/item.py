@@ -47,8 +47,6 @@ def check_available(ops: ImageOperations) -> None:
         names.append("background.selective (text-prompted object)")
     if ops.generative and ops.generative.style_transfer:
         names.append("generative.style_transfer")
-    if ops.resizing and ops.resizing.fit.type == "outpaint":
-        names.append("resizing.fit.outpaint")
     if names:
         raise OperationUnavailable(
             f"Operation {', '.join(names)} is not available: {_NO_OFFLINE_MODEL}.",
