@@ -23,7 +23,7 @@ from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter
-from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
+from retouch.api.routes import account, edit, health, storages, tasks, tmp, webhook
 from retouch.bootstrap import open_service, start
 from retouch.contracts.envelopes import validation_failed
 from retouch.errors import RateLimited, RetouchError, ValidationFailed
@@ -223,6 +223,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.include_router(storages.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(webhook.router, prefix=prefix, include_in_schema=prefix == "/v1")
         app.include_router(tmp.router, prefix=prefix, include_in_schema=prefix == "/v1")
+        app.include_router(account.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
     install_docs(app)
     install_openapi(app)

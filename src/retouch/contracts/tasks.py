@@ -29,6 +29,8 @@ __all__ = [
     "WebhookDelivery",
     "WebhookResponse",
     "WebhookSettings",
+    "WebhookTest",
+    "WebhookTestResponse",
 ]
 
 
@@ -213,3 +215,17 @@ class WebhookResponse(Data[Webhook]):
     """``{"data": {url, events, secret_set}}``."""
 
     data: Webhook = Field(..., description="The webhook.")
+
+
+class WebhookTest(ResponseModel):
+    """Extension: the outcome of ``POST /v1/webhook/test`` (one signed test event, sent now, not retried)."""
+
+    url: str = Field(..., description="The receiver the event was sent to.")
+    delivered: bool = Field(..., description="The receiver answered 2xx.")
+    status: int | str = Field(..., description="The receiver's HTTP status, or why no answer came.")
+    signed: bool = Field(..., description="The body carried X-Claid-Hmac-SHA256 (a secret is set).")
+    ms: float = Field(..., description="How long the delivery took, in milliseconds.")
+
+
+class WebhookTestResponse(Data[WebhookTest]):
+    data: WebhookTest = Field(..., description="The delivery's outcome.")
