@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retouch import __version__, logs
+from retouch.api.console import install_console
 from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
@@ -37,7 +38,7 @@ access_log = logging.getLogger("retouch.access")
 
 PREFIXES = ("/v1", "/v1-beta1")
 # Anonymous, cheap routes that do not spend the caller's budget (they still carry the headers).
-_UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/")
+_UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/", "/console")
 
 
 def _error_response(exc: RetouchError) -> JSONResponse:
@@ -86,7 +87,7 @@ class RequestIdAndRateLimit:
         logs.set_ids(request_id=request_id, account=None)  # this request's task: every line it logs carries it
         began = time.perf_counter()
         status = 0
-        counted = not scope["path"].startswith(_UNCOUNTED)
+        counted = not (scope["path"].startswith(_UNCOUNTED) or scope["path"] == "/")  # "/" is the console
         verdict = self.limiter.hit(_client_key(scope), count=counted)
         extra = [(b"x-request-id", request_id.encode())]
         extra += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in verdict.headers.items()]
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.include_router(account.router, prefix=prefix, include_in_schema=prefix == "/v1")
     app.include_router(health.router)
     install_docs(app)
+    install_console(app)
     install_openapi(app)
     return app
 

@@ -111,6 +111,9 @@ class ItemResult(ResponseModel):
 
     input_object: ImageObject = Field(..., description="The input image as read.")
     output_object: OutputObject = Field(..., description="The output image as written, and where it is.")
+    input_source: str | SkipJsonSchema[None] = omitted(
+        "Extension: the input this result was made from (its storage:// URI or URL), as the item's error would name it."
+    )
 
 
 class NoResult(BaseModel):
