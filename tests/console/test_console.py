@@ -163,7 +163,9 @@ def test_playground_edits_an_upload(ui: Watched) -> None:
     expect(page.locator("#out-format")).to_have_text("WEBP")
     expect(page.locator("#in-size")).to_have_text("451 × 300")
     until(page, "document.getElementById('after').complete && document.getElementById('after').naturalWidth")
-    assert page.evaluate("[document.getElementById('after').naturalWidth, document.getElementById('after').naturalHeight]") == [200, 100]
+    assert page.evaluate(
+        "[document.getElementById('after').naturalWidth, document.getElementById('after').naturalHeight]"
+    ) == [200, 100]
     assert re.match(r"\d+ ms", page.locator("#timing").inner_text())
     assert page.locator("#download").get_attribute("href").endswith(".webp")
     page.locator("#split").fill("30")
@@ -207,9 +209,15 @@ def test_a_batch_of_30_runs_to_the_end_and_fills_the_grid(ui: Watched) -> None:
     page.get_by_role("button", name="Start the batch").click()
     expect(page.locator("#b-counts")).to_have_attribute("data-status", "DONE", timeout=60_000)
     expect(page.locator("#b-counts")).to_contain_text("30 done, 0 failed of 30")
-    assert page.evaluate("[document.getElementById('b-progress').value, document.getElementById('b-progress').max]") == [30, 30]
+    assert page.evaluate(
+        "[document.getElementById('b-progress').value, document.getElementById('b-progress').max]"
+    ) == [30, 30]
     expect(page.locator("#b-page")).to_have_text("1–12 of 30")
-    until(page, "[...document.querySelectorAll('#b-grid img')].filter(i => i.complete && i.naturalWidth > 0).length === 12", 60)
+    until(
+        page,
+        "[...document.querySelectorAll('#b-grid img')].filter(i => i.complete && i.naturalWidth > 0).length === 12",
+        60,
+    )
     # Thumbnails are the service's own small edits (at most 160 px), not the full outputs.
     assert page.evaluate("Math.max(...[...document.querySelectorAll('#b-grid img')].map(i => i.naturalWidth))") <= 160
     assert page.evaluate(where) == errors_at  # the grid kept its height while results streamed in: nothing jumped
@@ -221,7 +229,10 @@ def test_a_batch_of_30_runs_to_the_end_and_fills_the_grid(ui: Watched) -> None:
     expect(page.locator("#b-page")).to_have_text("25–30 of 30")
     expect(page.locator("#b-grid li[data-uri]")).to_have_count(6)
     page.get_by_role("button", name=re.compile("Compare cat-25")).click()
-    until(page, "document.getElementById('v-before').naturalWidth > 0 && document.getElementById('v-after').naturalWidth > 0")
+    until(
+        page,
+        "document.getElementById('v-before').naturalWidth > 0 && document.getElementById('v-after').naturalWidth > 0",
+    )
     expect(page.locator("#v-meta")).to_contain_text("451×300 JPEG → 200×100 JPEG")
     shot(page, "batch-compare", full=False)
     no_serious_violations(page)
