@@ -335,6 +335,20 @@ def test_phone_width_has_no_sideways_scroll(browser: Browser, server: LiveApp) -
         context.close()
 
 
+def test_a_storage_only_key_signs_in_and_is_told_what_it_lacks(browser: Browser, server: LiveApp) -> None:
+    context = browser.new_context(viewport=LAPTOP, base_url=server.base)
+    try:
+        page = context.new_page()
+        page.goto("/#storages")
+        page.get_by_label("API key", exact=True).fill(server.create_key("storage-only", ("storage",)))
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#storage-list")).to_contain_text("No storage connected.")
+        page.get_by_role("link", name="Dashboard").click()
+        expect(page.locator("#toast")).to_contain_text("lacks the scope")
+    finally:
+        context.close()
+
+
 def test_nothing_came_from_elsewhere_and_no_script_errors(ui: Watched, server: LiveApp) -> None:
     foreign = [url for url in ui.urls if not url.startswith((server.base + "/", "blob:", "data:"))]
     assert not foreign, foreign

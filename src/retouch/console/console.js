@@ -162,10 +162,16 @@ async function signIn(/** @type {Event} */ event) {
   try {
     await api("GET", "/v1/usage"); // any keyed route: says whether the key is known
   } catch (e) {
+    // 403: a known key without the image_editing scope (storage only): signed in, the screens say what it lacks.
+    if (e instanceof ApiError && e.status === 403) return finishSignIn();
     sessionStorage.removeItem(KEY_SLOT);
     $("login-error").textContent = e instanceof ApiError ? e.message : `The server did not answer: ${e}`;
     return;
   }
+  finishSignIn();
+}
+
+function finishSignIn() {
   $("key").value = "";
   if (!location.hash || location.hash === "#login") location.hash = "#dashboard";
   else show(location.hash.slice(1));
