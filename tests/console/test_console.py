@@ -349,6 +349,35 @@ def test_a_storage_only_key_signs_in_and_is_told_what_it_lacks(browser: Browser,
         context.close()
 
 
+def test_thumbnails_wait_out_the_rate_limit(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With a small per-key limit (3/s) the grid's 12 thumbnail edits and the polling meet 429s; the console waits
+    Retry-After and still fills the grid."""
+    limited = LiveApp(make_settings(tmp_path_factory.mktemp("limited"), rate_limit_per_second=3))
+    context = browser.new_context(viewport=LAPTOP, base_url=limited.base)
+    try:
+        photos = limited.add_local_storage("photos")
+        for i in range(12):
+            shutil.copy(FIXTURES / "chelsea.jpg", photos / f"cat-{i:02d}.jpg")
+        limited.add_local_storage("out")
+        with limited.client() as client:
+            body = {"input": "storage://photos/", "operations": {"resizing": {"width": 64}}, "output": "storage://out/"}
+            client.post("/v1/image/edit/batch", json=body).raise_for_status()
+        page = context.new_page()
+        refused: list[int] = []
+        page.on("response", lambda r: refused.append(r.status) if r.status == 429 else None)
+        page.goto("/")
+        page.get_by_label("API key", exact=True).fill(limited.key)
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#recent-tasks a").first.click()
+        expect(page.locator("#b-counts")).to_have_attribute("data-status", "DONE", timeout=60_000)
+        loaded = "[...document.querySelectorAll('#b-grid img')].filter(i => i.complete && i.naturalWidth > 0).length"
+        until(page, f"{loaded} === 12", 60)
+        assert refused, "the limit was never reached: this test tests nothing"
+    finally:
+        context.close()
+        limited.close()
+
+
 def test_nothing_came_from_elsewhere_and_no_script_errors(ui: Watched, server: LiveApp) -> None:
     foreign = [url for url in ui.urls if not url.startswith((server.base + "/", "blob:", "data:"))]
     assert not foreign, foreign

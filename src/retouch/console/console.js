@@ -5,7 +5,7 @@
 /** @typedef {{[key: string]: any}} Json */
 /** @typedef {{type?: string, properties?: {[k: string]: Schema}, anyOf?: Schema[], $ref?: string, enum?: any[],
  *   const?: any, minimum?: number, maximum?: number, default?: any, description?: string, title?: string,
- *   pattern?: string}} Schema */
+ *   pattern?: string, unionText?: boolean}} Schema */
 
 const KEY_SLOT = "retouch.key";
 const PAGE = 12; // results per page of the batch grid
@@ -62,6 +62,7 @@ function envelopeMessage(body) {
  * @returns {Promise<any>} the `data` of the answer
  */
 async function api(method, path, body) {
+  /** @type {Record<string, string>} */
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(KEY_SLOT) || ""}` };
   /** @type {RequestInit} */
   const init = { method, headers };
@@ -243,7 +244,7 @@ async function contract() {
 
 /** @param {Schema} s @returns {Schema} */
 function deref(s) {
-  if (s && s.$ref) return /** @type {Json} */ (openapi).components.schemas[s.$ref.split("/").pop()];
+  if (s && s.$ref) return /** @type {Json} */ (openapi).components.schemas[s.$ref.split("/").pop() || ""];
   return s;
 }
 
