@@ -168,6 +168,10 @@ def test_playground_edits_an_upload(ui: Watched) -> None:
     ) == [200, 100]
     assert re.match(r"\d+ ms", page.locator("#timing").inner_text())
     assert page.locator("#download").get_attribute("href").endswith(".webp")
+    page.get_by_role("button", name="Copy curl").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("curl -sS ") and '"width":200' in copied and "$RETOUCH_KEY" in copied
+    assert page.evaluate("sessionStorage.getItem('retouch.key')") not in copied  # the key never leaves the page
     page.locator("#split").fill("30")
     shot(page, "playground")
     no_serious_violations(page)
