@@ -25,13 +25,14 @@ from retouch.contracts.storages import StorageIn
 from retouch.contracts.tasks import BatchEditRequest
 from retouch.downloader import DownloadProcess, NetworkInputs
 from retouch.downloads import Downloads
-from retouch.errors import InputError, RetouchError, StorageError
+from retouch.errors import InputError, NotFound, RetouchError, StorageError
 from retouch.executors.base import Executor
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.formats import guess_ext, name_from_url, output_name
 from retouch.handoff import Handoff
 from retouch.jobs.lister import Lister, queue_for
 from retouch.jobs.listing import relative_inside
+from retouch.jobs.webhooks import send_test
 from retouch.net import FetchPolicy
 from retouch.settings import Limits, Settings
 from retouch.storage.registry import parse_storage_uri
@@ -309,6 +310,23 @@ class Service:
         if self.runtime is not None:
             self.runtime.executor.cancel(task_id)
         return self.tasks.view(task, self.result_url(kind, task_id))
+
+    # ---------------------------------------------------------------- account
+
+    def recent_tasks(self, account_id: int, limit: int) -> list[dict[str, Any]]:
+        return self.tasks.recent(account_id, limit, self.result_url)
+
+    def usage(self, account_id: int) -> dict[str, Any]:
+        return self.tasks.usage(account_id)
+
+    def test_webhook(self, account_id: int) -> dict[str, Any]:
+        assert self.work.http is not None
+        sent = send_test(
+            self.webhooks, self.work.http, self.fetch_policy, account_id, self.settings.webhook_timeout_seconds
+        )
+        if sent is None:
+            raise NotFound("No webhook is configured.")
+        return sent
 
 
 def _ids() -> tuple[str | None, str | None]:

@@ -159,6 +159,29 @@ def test_a_revoked_key_is_refused_by_every_replica(celery_topology: CeleryTopolo
     assert "leaving-co\t0\t" in topology._run("accounts", "list")
 
 
+def test_every_replica_serves_the_console_and_its_routes(celery_topology: CeleryTopology) -> None:
+    """Issue 15: the console is served by each API replica, and the routes it uses answer from the shared
+    database whichever replica is asked."""
+    topology = celery_topology
+    key = topology.create_key("console-co")
+    folder = topology.add_local_storage("console-in", key)
+    (folder / "a.jpg").write_bytes((Path(__file__).parents[1] / "fixtures" / "chelsea.jpg").read_bytes())
+    body = {"input": "storage://console-in/a.jpg", "operations": {"resizing": {"width": 50}}}
+    first, second = topology.ports
+    accepted = httpx.post(f"http://127.0.0.1:{first}/v1/image/edit/async", json=body, headers=_bearer(key))
+    assert accepted.status_code == 200, accepted.text
+    for port in topology.ports:
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200 and 'src="/console/assets/console.js"' in page.text
+        script = httpx.get(f"http://127.0.0.1:{port}/console/assets/console.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    tasks = httpx.get(f"http://127.0.0.1:{second}/v1/tasks", headers=_bearer(key)).json()["data"]
+    assert [t["id"] for t in tasks] == [accepted.json()["data"]["id"]]
+    listed = httpx.get(f"http://127.0.0.1:{second}/v1/storage/storages", headers=_bearer(key)).json()["data"]
+    objects = httpx.get(f"http://127.0.0.1:{first}/v1/storage/storages/{listed[0]['id']}/objects", headers=_bearer(key))
+    assert [o["key"] for o in objects.json()["data"]["objects"]] == ["a.jpg"]
+
+
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

@@ -19,12 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retouch import __version__, logs, metrics, tracing
+from retouch.api.console import install_console
 from retouch.api.docs import install_docs
 from retouch.api.gate import Gate, bearer_key
 from retouch.api.openapi import install_openapi
 from retouch.api.ratelimit import RateLimiter, RedisRateLimiter, Verdict
 from retouch.api.route_templates import RouteTemplates
-from retouch.api.routes import edit, health, storages, tasks, tmp, webhook
+from retouch.api.routes import account, edit, health, storages, tasks, tmp, webhook
 from retouch.api.routes import metrics as metrics_route
 from retouch.bootstrap import open_service, start
 from retouch.contracts.envelopes import validation_failed
@@ -39,7 +40,7 @@ access_log = logging.getLogger("retouch.access")
 
 PREFIXES = ("/v1", "/v1-beta1")
 # Anonymous, cheap routes that do not spend the caller's budget (they still carry the headers).
-_UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/")
+_UNCOUNTED = ("/healthz", "/readyz", "/docs", "/openapi.json", "/redoc", "/v1/tmp/", "/v1-beta1/tmp/", "/console")
 #: Never limited at all: a scraper shares its address with other callers and must not be refused for them.
 _UNLIMITED = "/metrics"
 
@@ -97,7 +98,7 @@ class RequestIdAndRateLimit:
         logs.set_ids(request_id=request_id, account=None)  # this request's task: every line it logs carries it
         began = time.perf_counter()
         status = 0
-        counted = not scope["path"].startswith(_UNCOUNTED)
+        counted = not (scope["path"].startswith(_UNCOUNTED) or scope["path"] == "/")  # "/" is the console
         if scope["path"] == _UNLIMITED:
             verdict = Verdict(True, {})
         else:
@@ -245,12 +246,13 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         return _error_response(error)
 
     for prefix in PREFIXES:
-        for module in (edit, tasks, storages, webhook, tmp):
+        for module in (edit, tasks, storages, webhook, tmp, account):
             app.include_router(module.router, prefix=prefix, include_in_schema=prefix == "/v1")
             routes.add(module.router.routes, prefix)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     install_docs(app)
+    install_console(app)
     install_openapi(app)
     routes.add([*health.router.routes, *metrics_route.router.routes])
     routes.add(route for route in app.routes if getattr(route, "path", None))  # the docs, openapi.json

@@ -15,8 +15,11 @@ __all__ = [
     "STORAGE_TYPES",
     "Credentials",
     "CredentialsOut",
+    "StorageFolder",
+    "StorageFolderResponse",
     "StorageIn",
     "StorageListResponse",
+    "StorageObject",
     "StorageOut",
     "StorageParameters",
     "StorageParametersOut",
@@ -177,3 +180,24 @@ class StorageTypesResponse(Data[list[StorageType]]):
     """``{"data": ["web_folder", "s3", "gcs", "local"]}``."""
 
     data: list[StorageType] = Field(..., description="The storage types this server supports.")
+
+
+class StorageObject(ResponseModel):
+    key: str = Field(..., description="The object's path relative to the storage (use it as storage://name/key).")
+    size: int | SkipJsonSchema[None] = omitted("Size in bytes, when the storage says it.")
+
+
+class StorageFolder(ResponseModel):
+    """Extension: one level of a storage folder (``GET /v1/storage/storages/{id}/objects``)."""
+
+    path: str = Field(..., description='The folder listed, relative to the storage ("" = its root).')
+    uri: str = Field(..., description="storage://name/path/ of the folder: usable as a batch input.")
+    folders: list[str] = Field(..., description="Sub-folders seen (paths relative to the storage, ending in /).")
+    objects: list[StorageObject] = Field(..., description="Image files directly in the folder, in listing order.")
+    truncated: bool = Field(
+        ..., description="The listing stopped at `limit` files or the scan cap: there may be more files and folders."
+    )
+
+
+class StorageFolderResponse(Data[StorageFolder]):
+    data: StorageFolder = Field(..., description="The folder.")

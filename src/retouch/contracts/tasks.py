@@ -29,6 +29,8 @@ __all__ = [
     "WebhookDelivery",
     "WebhookResponse",
     "WebhookSettings",
+    "WebhookTest",
+    "WebhookTestResponse",
 ]
 
 
@@ -109,6 +111,9 @@ class ItemResult(ResponseModel):
 
     input_object: ImageObject = Field(..., description="The input image as read.")
     output_object: OutputObject = Field(..., description="The output image as written, and where it is.")
+    input_source: str | SkipJsonSchema[None] = omitted(
+        "Extension: the input this result was made from (its storage:// URI or URL), as the item's error would name it."
+    )
 
 
 class NoResult(BaseModel):
@@ -213,3 +218,17 @@ class WebhookResponse(Data[Webhook]):
     """``{"data": {url, events, secret_set}}``."""
 
     data: Webhook = Field(..., description="The webhook.")
+
+
+class WebhookTest(ResponseModel):
+    """Extension: the outcome of ``POST /v1/webhook/test`` (one signed test event, sent now, not retried)."""
+
+    url: str = Field(..., description="The receiver the event was sent to.")
+    delivered: bool = Field(..., description="The receiver answered 2xx.")
+    status: int | str = Field(..., description="The receiver's HTTP status, or why no answer came.")
+    signed: bool = Field(..., description="The body carried X-Claid-Hmac-SHA256 (a secret is set).")
+    ms: float = Field(..., description="How long the delivery took, in milliseconds.")
+
+
+class WebhookTestResponse(Data[WebhookTest]):
+    data: WebhookTest = Field(..., description="The delivery's outcome.")

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,11 +26,11 @@ from retouch import metrics
 from retouch.errors import RetouchError
 from retouch.net import FetchPolicy, check_url
 from retouch.settings import Settings
-from retouch.stores.tables import Task, utcnow
+from retouch.stores.tables import Task, rfc3339, utcnow
 from retouch.stores.tasks import TaskStore, rowcount
 from retouch.stores.webhooks import WebhookStore
 
-__all__ = ["WebhookSender", "sign"]
+__all__ = ["WebhookSender", "send_test", "sign"]
 
 log = logging.getLogger("retouch.webhooks")
 SIGNATURE_HEADER = "X-Claid-Hmac-SHA256"
@@ -38,6 +39,37 @@ SIGNATURE_HEADER = "X-Claid-Hmac-SHA256"
 def sign(secret: str, body: bytes) -> str:
     """Lowercase hex HMAC-SHA256 of the raw body (no prefix)."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_test(
+    hooks: WebhookStore, client: httpx.Client, policy: FetchPolicy, account_id: int, timeout: float
+) -> dict[str, Any] | None:
+    """Send one signed test event to the account's webhook now, once (``POST /v1/webhook/test``): the body is
+    ``{"data": {"event": "test", "created_at": ...}}``, signed like a task's. None when no webhook is set."""
+    target = hooks.target(account_id)
+    if target is None:
+        return None
+    url, secret = target
+    body = json.dumps({"data": {"event": "test", "created_at": rfc3339(utcnow())}}, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "retouch-webhooks"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    began = time.perf_counter()
+    status: int | str
+    try:
+        check_url(url, policy)
+        status = client.post(url, content=body, headers=headers, timeout=timeout).status_code
+    except RetouchError as exc:  # the SSRF guard refused the address
+        status = exc.public_message[:100]
+    except httpx.HTTPError as exc:
+        status = type(exc).__name__
+    return {
+        "url": url,
+        "delivered": isinstance(status, int) and 200 <= status < 300,
+        "status": status,
+        "signed": secret is not None,
+        "ms": round((time.perf_counter() - began) * 1000, 1),
+    }
 
 
 class WebhookSender:

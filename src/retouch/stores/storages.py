@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from retouch.contracts.storages import ParameterProblem, StorageIn, StorageParameters, check_parameters
 from retouch.errors import ConflictError, NotFound, StorageError, ValidationFailed
 from retouch.net import FetchPolicy
-from retouch.storage.base import Connector
+from retouch.storage.base import Connector, check_relative, is_image_key
 from retouch.storage.registry import build_connector
 from retouch.storage.secrets import SecretBox
 from retouch.stores.tables import StorageRow, rfc3339
@@ -154,6 +154,47 @@ class StorageCatalog:
         with Session(self._engine) as session, session.begin():
             session.delete(self._row(session, account_id, storage_id))
         self._forget(account_id)
+
+    def browse(self, account_id: int, storage_id: int, path: str, limit: int, scan: int = 5000) -> dict[str, Any]:
+        """One level of a storage folder: its image files (at most ``limit``) and the sub-folders seen.
+
+        Connectors list objects, not folders (``Connector.list``), so sub-folders are read off a recursive listing
+        that stops after ``scan`` objects: a huge tree says ``truncated`` rather than being walked to the end."""
+        try:
+            folder = check_relative(path)
+        except StorageError as exc:
+            raise ValidationFailed(exc.public_message, details={"path": [exc.public_message]}) from None
+        if folder and not folder.endswith("/"):
+            folder += "/"
+        with Session(self._engine) as session:
+            name = self._row(session, account_id, storage_id).name
+        connector = self.connector(account_id, name)
+        objects: list[dict[str, Any]] = []
+        folders: dict[str, None] = {}  # insertion-ordered set
+        truncated = False
+        for seen, info in enumerate(connector.list(folder, True)):
+            if seen >= scan:
+                truncated = True
+                break
+            rest = info.key[len(folder) :] if info.key.startswith(folder) else info.key
+            head, slash, _ = rest.partition("/")
+            if slash:
+                folders[folder + head + "/"] = None
+            elif is_image_key(info.key):
+                if len(objects) >= limit:
+                    truncated = True
+                    continue  # keep scanning a little for folders; the scan cap still bounds it
+                entry: dict[str, Any] = {"key": info.key}
+                if info.size is not None:
+                    entry["size"] = info.size
+                objects.append(entry)
+        return {
+            "path": folder,
+            "uri": f"storage://{name}/{folder}",
+            "folders": list(folders),
+            "objects": objects,
+            "truncated": truncated,
+        }
 
     def _check_usable(self, name: str, kind: str, public: dict[str, Any], secrets: dict[str, Any]) -> None:
         # Building the connector checks what can be checked offline (local roots, libraries present).

@@ -7,6 +7,7 @@ state through one conditional update, so exactly one caller wins and schedules t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -573,6 +574,64 @@ class TaskStore:
                 "last_status": _status(task.webhook_last_status),
             }
         return data
+
+    # ------------------------------------------------------------------ listings
+
+    def recent(self, account_id: int, limit: int, result_url: Callable[[str, int], str]) -> list[dict[str, Any]]:
+        """The account's newest tasks, without their items (``GET /v1/tasks``)."""
+        with Session(self.engine) as session:
+            tasks = session.scalars(
+                select(Task).where(Task.account_id == account_id).order_by(Task.id.desc()).limit(limit)
+            ).all()
+        out = []
+        for task in tasks:
+            summary: dict[str, Any] = {
+                "id": task.id,
+                "kind": task.kind,
+                "status": task.status,
+                "result_url": result_url(task.kind, task.id),
+                "created_at": _iso(task.created_at),
+                "progress": {"total": task.total, "done": task.done, "failed": task.failed},
+            }
+            if task.finished_at is not None:
+                summary["finished_at"] = _iso(task.finished_at)
+            out.append(summary)
+        return out
+
+    def usage(self, account_id: int) -> dict[str, Any]:
+        """Tasks accepted and items finished in the last 24 hours and 30 days, and tasks still running."""
+        now = utcnow()
+        with Session(self.engine) as session:
+
+            def window(days: float) -> dict[str, int]:
+                since = now - timedelta(days=days)
+                tasks = session.scalar(
+                    select(func.count()).where(Task.account_id == account_id, Task.created_at >= since)
+                )
+                # Items by their finishing time, so a long batch counts in the window its images were made.
+                counts: dict[str, int] = {
+                    status: count
+                    for status, count in session.execute(
+                        select(Item.status, func.count())
+                        .join(Task, Task.id == Item.task_id)
+                        .where(
+                            Task.account_id == account_id,
+                            Item.finished_at >= since,
+                            Item.status.in_((ItemStatus.DONE, ItemStatus.ERROR)),
+                        )
+                        .group_by(Item.status)
+                    )
+                }
+                return {
+                    "tasks": int(tasks or 0),
+                    "images_done": int(counts.get(ItemStatus.DONE, 0)),
+                    "images_failed": int(counts.get(ItemStatus.ERROR, 0)),
+                }
+
+            running = session.scalar(
+                select(func.count()).where(Task.account_id == account_id, Task.status.not_in(TaskStatus.TERMINAL))
+            )
+            return {"last_24_hours": window(1), "last_30_days": window(30), "running_tasks": int(running or 0)}
 
     # ------------------------------------------------------------------ retention
 

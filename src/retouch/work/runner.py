@@ -76,6 +76,7 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
             result = {
                 "input_object": outcome.input.model_dump(),
                 "output_object": outcome.output.model_dump(exclude_none=True),
+                "input_source": work.source,  # which input made it: a batch's before/after needs both
             }
             task_id = store.finish_item(item_id, result, None, None)
         # finish_item also moved the task to its terminal state when this was its last item.

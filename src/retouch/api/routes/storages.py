@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query
 
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import STORAGE_EXAMPLES, STORAGE_UPDATE_EXAMPLES, errors
@@ -13,6 +13,7 @@ from retouch.contracts.envelopes import validate
 from retouch.contracts.responses import Deleted
 from retouch.contracts.storages import (
     STORAGE_TYPES,
+    StorageFolderResponse,
     StorageIn,
     StorageListResponse,
     StorageResponse,
@@ -119,3 +120,29 @@ async def update_storage(
 async def delete_storage(storage_id: int, principal: StorageScope, service: Svc) -> dict[str, Any]:
     await asyncio.to_thread(service.storages.delete, principal.account_id, storage_id)
     return {"data": None}
+
+
+@router.get(
+    "/storages/{storage_id}/objects",
+    summary="Extension: browse one level of a storage folder (image files and sub-folders)",
+    response_model=StorageFolderResponse,
+    response_model_exclude_unset=True,
+    responses=errors(
+        400,
+        401,
+        403,
+        404,
+        422,
+        429,
+        500,
+        notes=_NOT_FOUND | {400: "Or the storage cannot be read (4001): its message says why."},
+    ),
+)
+async def list_objects(
+    storage_id: int,
+    principal: StorageScope,
+    service: Svc,
+    path: Annotated[str, Query(max_length=1024, description='A folder relative to the storage; "" = its root.')] = "",
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many files.")] = 100,
+) -> dict[str, Any]:
+    return {"data": await asyncio.to_thread(service.storages.browse, principal.account_id, storage_id, path, limit)}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends
 from retouch.api.deps import get_service, require
 from retouch.api.openapi import WEBHOOK_EXAMPLES, errors
 from retouch.contracts.responses import Deleted
-from retouch.contracts.tasks import WebhookResponse, WebhookSettings
+from retouch.contracts.tasks import WebhookResponse, WebhookSettings, WebhookTestResponse
 from retouch.errors import NotFound
 from retouch.net import check_url
 from retouch.service import Service
@@ -62,3 +62,14 @@ async def put_webhook(
 async def delete_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
     await asyncio.to_thread(service.webhooks.delete, principal.account_id)
     return {"data": None}
+
+
+@router.post(
+    "/webhook/test",
+    summary="Extension: send one signed test event to the webhook now and report the receiver's answer",
+    response_model=WebhookTestResponse,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 429, 500, notes={404: '"No webhook is configured."'}),
+)
+async def test_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
+    return {"data": await asyncio.to_thread(service.test_webhook, principal.account_id)}
