@@ -161,14 +161,34 @@ def edit(
     except OSError as exc:
         typer.echo(f"error: cannot read {input_path}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
+    style = _style_reference_file(request.operations)
     # The same unit of work as the service, with a local file for input and output.
-    job = Job(0, request.operations, request.output, data=data, name=input_path.name, out_file=output)
+    job = Job(
+        0, request.operations, request.output, data=data, name=input_path.name, out_file=output, style_reference=style
+    )
     outcome = process(WorkContext.local(Settings()), job, lambda outcome: outcome)
     if isinstance(outcome, Failure) or outcome is None:
         typer.echo(f"error: {outcome.message if outcome is not None else 'nothing was written'}", err=True)
         raise typer.Exit(2)
     out = outcome.output
     typer.echo(f"{output}: {out.width}x{out.height} {out.ext}, {output.stat().st_size} bytes")
+
+
+def _style_reference_file(operations: Any) -> bytes | None:
+    """``retouch edit`` has no storages and no network: its style reference is a local file."""
+    st = operations.generative.style_transfer if operations.generative is not None else None
+    if st is None:
+        return None
+    path = Path(st.style_reference_image)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        typer.echo(
+            f"error: style_reference_image: cannot read the local file {path}: {exc.strerror} "
+            "(retouch edit reads the style image from a local file)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 @app.command()

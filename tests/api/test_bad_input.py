@@ -156,12 +156,30 @@ CASES = [
         "background.selective",
         body=ops({"background": {"remove": {"selective": {"object_to_keep": "the red car"}}}}),
     ),
+    # --- the style reference image: fetched like an input, every problem named at its field
     Case(
-        "style transfer",
+        "style reference 404",
         422,
         "image",
-        "generative.style_transfer",
-        body=ops({"generative": {"style_transfer": {"style_reference_image": "https://x/y.jpg"}}}),
+        "404",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "@missing.jpg"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
+    ),
+    Case(
+        "style reference not an image",
+        422,
+        "image",
+        "not a supported image",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "@not_an_image.txt"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
+    ),
+    Case(
+        "style reference on a private address",
+        422,
+        "image",
+        "private",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "http://10.0.0.1/style.jpg"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
     ),
     Case("outpaint", 422, "image", "outpaint", body=ops({"resizing": {"width": 10, "height": 20, "fit": "outpaint"}})),
     # --- fetching
