@@ -32,14 +32,13 @@ WORK_SIDE = 384
 
 
 def load() -> tuple[Any, Any]:
-    """The (predict, transform) sessions, built once per process."""
-
-    def build() -> tuple[Any, Any]:
-        predict = model_file("style_predict", _PACKAGE, "models/arbitrary_predict.onnx", _OPERATION)
-        transform = model_file("style_transform", _PACKAGE, "models/arbitrary_transform.onnx", _OPERATION)
-        return onnx_session(predict, _OPERATION), onnx_session(transform, _OPERATION)
-
-    return cached("style", build)
+    """The (predict, transform) sessions, built once per process (per pair of files: an override takes effect)."""
+    predict = model_file("style_predict", _PACKAGE, "models/arbitrary_predict.onnx", _OPERATION)
+    transform = model_file("style_transform", _PACKAGE, "models/arbitrary_transform.onnx", _OPERATION)
+    return cached(
+        f"style:{predict}:{transform}",
+        lambda: (onnx_session(predict, _OPERATION), onnx_session(transform, _OPERATION)),
+    )
 
 
 def style_vector(square: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
