@@ -109,7 +109,7 @@ Outcome = EditResult | Failure
 def _read(ctx: WorkContext, job: Job) -> tuple[bytes, str]:
     data = job.data
     if isinstance(data, DownloadFailed):
-        raise StorageError(data.message)
+        raise data.error if data.error is not None else StorageError(data.message)
     if isinstance(data, Path):
         return data.read_bytes(), job.name or data.name
     if isinstance(data, bytes):
