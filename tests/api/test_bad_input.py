@@ -129,6 +129,28 @@ CASES = [
         body=ops({}, {"format": "png", "metadata": {"color_space": "CMYK"}}),
         detail_key="output.metadata",
     ),
+    # Exact paths inside unions and across groups, not the parent.
+    Case(
+        "upscale object with a bad version",
+        422,
+        "validation",
+        "version",
+        body=ops({"restorations": {"upscale": {"type": "photo", "version": 9}}}),
+        extra={"only_details": ["operations.restorations.upscale.version"]},
+    ),
+    Case(
+        "style transfer with background removal",
+        422,
+        "validation",
+        "cannot be combined",
+        body=ops(
+            {
+                "generative": {"style_transfer": {"style_reference_image": "@astronaut.png"}},
+                "background": {"remove": True},
+            }
+        ),
+        extra={"only_details": ["operations.generative"]},
+    ),
     # A well-formed request this image cannot be served with: an image error, not a validation one.
     Case(
         "padding leaves no room",
@@ -258,6 +280,8 @@ def test_bad_input(case: Case, strict_app: LiveApp, image_server: ImageServer) -
         assert body["error_code"] == "9000"
     if case.detail_key:
         assert case.detail_key in body["error_details"], body
+    if "only_details" in case.extra:
+        assert list(body["error_details"]) == case.extra["only_details"], body
 
 
 def test_one_pixel_image_is_fine(strict_app: LiveApp) -> None:
