@@ -136,7 +136,7 @@ def edit(
     from retouch.formats import OUTPUT_FORMATS, guess_ext, output_format_for
     from retouch.pipeline import configure_vips
     from retouch.work.context import WorkContext
-    from retouch.work.item import Failure, Job, process
+    from retouch.work.item import Failure, Job, local_style_reference, process
 
     operations = _ops_argument(ops)
     out_opts: dict[str, Any] = _ops_argument(output_options) if output_options else {}
@@ -155,13 +155,13 @@ def edit(
                 f"{output.name} names {named}, but the output would be {wanted}; retouch writes {writable}: "
                 "pick a matching suffix or set the format with --output-options"
             )
+        style = local_style_reference(request.operations)
     except RetouchError as exc:
         typer.echo(f"error: {exc.public_message}", err=True)
         raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"error: cannot read {input_path}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
-    style = _style_reference_file(request.operations)
     # The same unit of work as the service, with a local file for input and output.
     job = Job(
         0, request.operations, request.output, data=data, name=input_path.name, out_file=output, style_reference=style
@@ -172,23 +172,6 @@ def edit(
         raise typer.Exit(2)
     out = outcome.output
     typer.echo(f"{output}: {out.width}x{out.height} {out.ext}, {output.stat().st_size} bytes")
-
-
-def _style_reference_file(operations: Any) -> bytes | None:
-    """``retouch edit`` has no storages and no network: its style reference is a local file."""
-    st = operations.generative.style_transfer if operations.generative is not None else None
-    if st is None:
-        return None
-    path = Path(st.style_reference_image)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        typer.echo(
-            f"error: style_reference_image: cannot read the local file {path}: {exc.strerror} "
-            "(retouch edit reads the style image from a local file)",
-            err=True,
-        )
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -214,6 +197,7 @@ def batch(
     from retouch.contracts.envelopes import validate
     from retouch.errors import RetouchError
     from retouch.localbatch import BatchReport, run_local_batch
+    from retouch.work.item import local_style_reference
 
     console = Console(stderr=True, soft_wrap=True)
     if not in_dir.is_dir():
@@ -223,6 +207,7 @@ def batch(
         request = validate(
             UploadData, {"operations": _ops_argument(ops), "output": _ops_argument(output_options or "{}")}
         )
+        local_style_reference(request.operations)  # an unreadable style image stops the batch before it starts
     except RetouchError as exc:
         console.print(f"error: {exc.public_message}")
         raise typer.Exit(2) from None

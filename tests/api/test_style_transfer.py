@@ -119,3 +119,22 @@ def test_retouch_edit_with_a_local_reference(tmp_path: Path) -> None:
         "edit", str(FIXTURES / "chelsea.jpg"), "-o", str(out), "--ops", ops.replace("astronaut", "nope"), home=tmp_path
     )
     assert missing.returncode == 2 and "style_reference_image" in missing.stderr
+
+
+def test_retouch_batch_with_a_local_reference(tmp_path: Path) -> None:
+    from tests.test_cli import retouch
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "chelsea.jpg").write_bytes(fixture_bytes("chelsea.jpg"))
+    ops = '{"generative": {"style_transfer": {"style_reference_image": "%s", "style_strength": 1}}}' % (
+        FIXTURES / "astronaut.png"
+    )
+    done = retouch("batch", str(tmp_path / "in"), str(tmp_path / "out"), "--ops", ops, "--workers", "1", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    source, ref = pixels(fixture_bytes("chelsea.jpg")), pixels(fixture_bytes("astronaut.png"))
+    out = pixels((tmp_path / "out" / "chelsea.jpg").read_bytes())
+    assert colour_distance(out, ref) < colour_distance(source, ref) - 0.05
+    bad = retouch(
+        "batch", str(tmp_path / "in"), str(tmp_path / "out2"), "--ops", ops.replace("astronaut", "nope"), home=tmp_path
+    )
+    assert bad.returncode == 2 and "style_reference_image" in bad.stderr

@@ -20,7 +20,7 @@ from retouch.contracts.edit import EditResult, ImageObject, OutputObject
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 from retouch.downloads import DownloadFailed, Fetched
-from retouch.errors import OperationUnavailable, RetouchError, StorageError
+from retouch.errors import ImageError, OperationUnavailable, RetouchError, StorageError
 from retouch.formats import FORMATS, output_name
 from retouch.pipeline import Encoded, run
 from retouch.pipeline.load import probe
@@ -28,7 +28,16 @@ from retouch.pipeline.style_transfer import reference_error
 from retouch.work.context import WorkContext
 from retouch.work.output import write_output
 
-__all__ = ["Failure", "Job", "Outcome", "check_available", "describe", "drain_commits", "process"]
+__all__ = [
+    "Failure",
+    "Job",
+    "Outcome",
+    "check_available",
+    "describe",
+    "drain_commits",
+    "local_style_reference",
+    "process",
+]
 
 log = logging.getLogger("retouch.work")
 
@@ -117,6 +126,20 @@ def _read(ctx: WorkContext, job: Job) -> tuple[bytes, str]:
     if job.source is None or ctx.inputs is None:
         raise RetouchError("The job has no input.")
     return ctx.inputs.read(job.account_id, job.source)
+
+
+def local_style_reference(operations: ImageOperations) -> bytes | None:
+    """``retouch edit`` and ``retouch batch`` have no network and no storages: their style reference is a local
+    file. Its bytes, or None when no style transfer is asked for; a file that cannot be read names the field."""
+    st = operations.generative.style_transfer if operations.generative is not None else None
+    if st is None:
+        return None
+    path = Path(st.style_reference_image)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        why = f"cannot read the local file {path}: {exc.strerror} (the command line reads the style image from a file)"
+        raise reference_error(ImageError(why)) from None
 
 
 def _read_reference(ctx: WorkContext, job: Job) -> bytes | None:
