@@ -34,7 +34,8 @@ def test_a_healthy_installation_passes_and_loads_every_model(tmp_path: Path) -> 
     found = by_name(checks)
     assert code == 0, [c for c in checks if c["status"] != "ok"]
     assert found["encode .avif"]["status"] == "ok"
-    for model in ("u2netp", "centerface", "ppocr_det", "waifu2x"):
+    assert found["libraries for resizing.fit.outpaint"]["status"] == "ok"
+    for model in ("u2netp", "centerface", "ppocr_det", "waifu2x", "style_transform"):
         assert found[f"model {model}"]["status"] == "ok" and "loads in" in found[f"model {model}"]["detail"]
     assert found["/dev/shm"]["status"] in ("ok", "warn") and "MB" in found["/dev/shm"]["detail"]
     assert found["schema"]["status"] == "ok"

@@ -16,10 +16,16 @@ if TYPE_CHECKING:  # the image stack loads on the first edit(), not on `import r
 __all__ = ["__version__", "edit", "EditRequest", "ImageOperations", "OutputOptions", *_errors_all]
 
 
-def edit(data: bytes, operations: dict[str, Any] | None = None, output: dict[str, Any] | str | None = None) -> Encoded:
+def edit(
+    data: bytes,
+    operations: dict[str, Any] | None = None,
+    output: dict[str, Any] | str | None = None,
+    style_reference: bytes | None = None,
+) -> Encoded:
     """Edit image bytes in this process with the contract's operations and output (a dict, or a storage://
     destination alone); returns :class:`retouch.pipeline.Encoded`: ``.data`` (the encoded bytes), ``.format``,
-    ``.width``, ``.height``, ``.source`` (the input as read) and ``.frames_dropped``."""
+    ``.width``, ``.height``, ``.source`` (the input as read) and ``.frames_dropped``. ``style_reference``: the bytes
+    of the style image for ``generative.style_transfer`` (its URL in the operations is not fetched here)."""
     from retouch.contracts.edit import UploadData
     from retouch.contracts.envelopes import validate
     from retouch.pipeline import run
@@ -32,7 +38,7 @@ def edit(data: bytes, operations: dict[str, Any] | None = None, output: dict[str
         # Read once: Settings() parses the environment, ~2 ms per call - 4 % of a 12 MP resize.
         _limits = Settings().limits
     check_available(request.operations)
-    return run(data, request.operations, request.output, _limits)
+    return run(data, request.operations, request.output, _limits, style_reference=style_reference)
 
 
 _limits: Any = None

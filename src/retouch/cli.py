@@ -138,7 +138,7 @@ def edit(
     from retouch.formats import OUTPUT_FORMATS, guess_ext, output_format_for
     from retouch.pipeline import configure_vips
     from retouch.work.context import WorkContext
-    from retouch.work.item import Failure, Job, process
+    from retouch.work.item import Failure, Job, local_style_reference, process
 
     operations = _ops_argument(ops)
     out_opts: dict[str, Any] = _ops_argument(output_options) if output_options else {}
@@ -157,6 +157,7 @@ def edit(
                 f"{output.name} names {named}, but the output would be {wanted}; retouch writes {writable}: "
                 "pick a matching suffix or set the format with --output-options"
             )
+        style = local_style_reference(request.operations)
     except RetouchError as exc:
         typer.echo(f"error: {exc.public_message}", err=True)
         raise typer.Exit(2) from None
@@ -164,7 +165,9 @@ def edit(
         typer.echo(f"error: cannot read {input_path}: {exc.strerror}", err=True)
         raise typer.Exit(2) from None
     # The same unit of work as the service, with a local file for input and output.
-    job = Job(0, request.operations, request.output, data=data, name=input_path.name, out_file=output)
+    job = Job(
+        0, request.operations, request.output, data=data, name=input_path.name, out_file=output, style_reference=style
+    )
     outcome = process(WorkContext.local(Settings()), job, lambda outcome: outcome)
     if isinstance(outcome, Failure) or outcome is None:
         typer.echo(f"error: {outcome.message if outcome is not None else 'nothing was written'}", err=True)
@@ -196,6 +199,7 @@ def batch(
     from retouch.contracts.envelopes import validate
     from retouch.errors import RetouchError
     from retouch.localbatch import BatchReport, run_local_batch
+    from retouch.work.item import local_style_reference
 
     console = Console(stderr=True, soft_wrap=True)
     if not in_dir.is_dir():
@@ -205,6 +209,7 @@ def batch(
         request = validate(
             UploadData, {"operations": _ops_argument(ops), "output": _ops_argument(output_options or "{}")}
         )
+        local_style_reference(request.operations)  # an unreadable style image stops the batch before it starts
     except RetouchError as exc:
         console.print(f"error: {exc.public_message}")
         raise typer.Exit(2) from None

@@ -87,6 +87,7 @@ _RUNTIMES = {
 
 def _ai(settings: Settings, load_models: bool) -> Iterator[Check]:
     import importlib
+    import importlib.util
 
     from retouch import models
 
@@ -97,6 +98,11 @@ def _ai(settings: Settings, load_models: bool) -> Iterator[Check]:
         except ImportError:
             hint = f"not installed: {used_by} answer 422 ({models.INSTALL_HINT})"
             yield Check("ai", f"runtime {module}", "warn", hint)
+    for operation, libraries in models.LIBRARIES.items():
+        missing = [dist for module, dist in libraries.items() if importlib.util.find_spec(module) is None]
+        status: Status = "warn" if missing else "ok"
+        detail = f"missing {', '.join(missing)}: it answers 422" if missing else ", ".join(libraries.values())
+        yield Check("ai", f"libraries for {operation}", status, detail)
     models.configure(threads=1, overrides=settings.model_overrides)
     seen: set[str] = set()
     for operation, (name, _package, _resource) in models.REQUIRED.items():
@@ -144,11 +150,18 @@ def _load_waifu2x() -> None:
     superres.load_all()
 
 
+def _load_style() -> None:
+    from retouch.models import style
+
+    style.load()
+
+
 _LOADERS: dict[str, Callable[[], None]] = {
     "u2netp": _load_u2netp,
     "centerface": _load_centerface,
     "ppocr_det": _load_ppocr,
     "waifu2x": _load_waifu2x,
+    "style_transform": _load_style,
 }
 
 

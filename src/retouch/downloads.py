@@ -22,6 +22,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retouch.errors import RetouchError
+
 __all__ = ["DownloadFailed", "Downloads", "Fetched"]
 
 #: A download: the input (a handoff file, or its bytes) and its file name.
@@ -33,6 +35,8 @@ class DownloadFailed:
     """Handed to the job in place of the input: the worker records it as the item's error."""
 
     message: str
+    #: The error itself (it pickles whole), so the item fails with its own type: a byte limit stays a limit.
+    error: RetouchError | None = None
 
 
 #: What a job gets for its input: a handoff file, the bytes (no tmpfs), a failure, or None (read it yourself).

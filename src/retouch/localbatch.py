@@ -21,7 +21,7 @@ from retouch.settings import Settings
 from retouch.storage.base import is_image_key
 from retouch.storage.local import LocalConnector
 from retouch.work.context import current, init_worker
-from retouch.work.item import Failure, Job, Outcome, process
+from retouch.work.item import Failure, Job, Outcome, local_style_reference, process
 
 __all__ = ["BatchReport", "plan_batch", "run_local_batch"]
 
@@ -49,7 +49,10 @@ def _raise(outcome: Outcome) -> EditResult:
 def edit_file(source: str, target: str, request: UploadData) -> tuple[int, int]:
     """Runs in a worker: the service's unit of work, with a local file for input and output (written atomically)."""
     path = Path(source)
-    job = Job(0, request.operations, request.output, data=path, name=path.name, out_file=Path(target))
+    style = local_style_reference(request.operations)  # a local file here too; read per image (small, cached by the OS)
+    job = Job(
+        0, request.operations, request.output, data=path, name=path.name, out_file=Path(target), style_reference=style
+    )
     result = process(current(), job, _raise)
     assert result is not None
     return result.output.width, result.output.height

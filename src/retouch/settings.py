@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     model_ppocr_det: Path | None = Field(None, description="PP-OCR text detector used by plate blurring.")
     model_ppocr_rec: Path | None = Field(None, description="PP-OCR text recogniser used by plate blurring.")
     model_waifu2x: Path | None = Field(None, description="Folder of WAIFU2X_*.param/.bin files used by upscaling.")
+    model_style_predict: Path | None = Field(
+        None, description="arbitrary_predict.onnx (style image -> style vector) used by style transfer."
+    )
+    model_style_transform: Path | None = Field(
+        None, description="arbitrary_transform.onnx (content + style vector -> image) used by style transfer."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="text: one readable line per event; json: one object per line (time, level, ids)."
     )
@@ -162,7 +168,16 @@ class Settings(BaseSettings):
     @property
     def model_overrides(self) -> dict[str, str]:
         """RETOUCH_MODEL_<NAME> as {NAME: path}, what ``models.configure`` takes."""
-        names = ("u2netp", "centerface", "plates", "ppocr_det", "ppocr_rec", "waifu2x")
+        names = (
+            "u2netp",
+            "centerface",
+            "plates",
+            "ppocr_det",
+            "ppocr_rec",
+            "waifu2x",
+            "style_predict",
+            "style_transform",
+        )
         return {name.upper(): str(path) for name in names if (path := getattr(self, f"model_{name}")) is not None}
 
     @property

@@ -163,3 +163,38 @@ def test_decompress_auto_leaves_clean_jpeg_alone() -> None:
     repaired = retouch.edit(rough, {"restorations": {"decompress": "auto"}}, {"format": "png"})
     assert repaired.data != retouch.edit(rough, {}, {"format": "png"}).data
     assert io is not None
+
+
+def test_smart_enhance_beats_lanczos_on_a_real_photo(live: LiveApp) -> None:
+    """The protocol of docs/ai.md through the API: skimage's chelsea downscaled 2x (Lanczos3), upscaled back with
+    ``smart_enhance``, PSNR against the original, compared with a centred Lanczos3 enlargement. (The fixture
+    chelsea.jpg is a second JPEG generation of it: there cunet gains +0.79 dB, the photo network +0.46.)"""
+    from PIL import Image
+
+    skimage_data = pytest.importorskip("skimage.data")
+    original = np.asarray(skimage_data.chelsea())[:300, :450]
+    small = Image.fromarray(original).resize((225, 150), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, "PNG")
+    with live.client() as client:
+        up = _image(
+            client,
+            client.post(
+                "/v1/image/edit/upload",
+                files={"file": ("small.png", buffer.getvalue())},
+                data={
+                    "data": '{"operations": {"restorations": {"upscale": "smart_enhance"}, "resizing": {"width": 450}},'
+                    ' "output": {"format": "png"}}'
+                },
+            ),
+        )
+    lanczos = np.asarray(small.resize((450, 300), Image.Resampling.LANCZOS))
+
+    def psnr(a: Any) -> float:
+        mse = float(np.mean((np.asarray(a, np.float64) - original.astype(np.float64)) ** 2))
+        return float(10 * np.log10(255**2 / mse))
+
+    gain = psnr(up.numpy()[..., :3]) - psnr(lanczos)
+    # Measured +0.93 dB (cunet 2x); the photo network used before gave +0.77. The +1 dB goal is not reached on
+    # chelsea by any offline network (docs/ai.md has the table), so this holds what cunet gives.
+    assert gain > 0.85, gain

@@ -125,8 +125,40 @@ CASES = [
         "cmyk png",
         422,
         "validation",
-        "CMYK output needs",
+        "CMYK needs format jpeg or tiff",
         body=ops({}, {"format": "png", "metadata": {"color_space": "CMYK"}}),
+        detail_key="output.metadata",
+    ),
+    # Exact paths inside unions and across groups, not the parent.
+    Case(
+        "upscale object with a bad version",
+        422,
+        "validation",
+        "version",
+        body=ops({"restorations": {"upscale": {"type": "photo", "version": 9}}}),
+        extra={"only_details": ["operations.restorations.upscale.version"]},
+    ),
+    Case(
+        "style transfer with background removal",
+        422,
+        "validation",
+        "cannot be combined",
+        body=ops(
+            {
+                "generative": {"style_transfer": {"style_reference_image": "@astronaut.png"}},
+                "background": {"remove": True},
+            }
+        ),
+        extra={"only_details": ["operations.generative"]},
+    ),
+    # A well-formed request this image cannot be served with: an image error, not a validation one.
+    Case(
+        "padding leaves no room",
+        422,
+        "image",
+        "leaves no room",
+        body=ops({"padding": "400px"}),
+        detail_key="operations.padding",
     ),
     Case("missing input", 422, "validation", "field required", body={"operations": {}}, detail_key="input"),
     Case("ftp input", 422, "validation", "http(s)", body=ops({}, input_url="ftp://example.com/a.jpg")),
@@ -156,12 +188,30 @@ CASES = [
         "background.selective",
         body=ops({"background": {"remove": {"selective": {"object_to_keep": "the red car"}}}}),
     ),
+    # --- the style reference image: fetched like an input, every problem named at its field
     Case(
-        "style transfer",
+        "style reference 404",
         422,
         "image",
-        "generative.style_transfer",
-        body=ops({"generative": {"style_transfer": {"style_reference_image": "https://x/y.jpg"}}}),
+        "404",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "@missing.jpg"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
+    ),
+    Case(
+        "style reference not an image",
+        422,
+        "image",
+        "not a supported image",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "@not_an_image.txt"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
+    ),
+    Case(
+        "style reference on a private address",
+        422,
+        "image",
+        "private",
+        body=ops({"generative": {"style_transfer": {"style_reference_image": "http://10.0.0.1/style.jpg"}}}),
+        detail_key="operations.generative.style_transfer.style_reference_image",
     ),
     # A textured border (the coffee table) cannot be continued classically to three times the picture's width.
     Case(
@@ -244,6 +294,8 @@ def test_bad_input(case: Case, strict_app: LiveApp, image_server: ImageServer) -
         assert body["error_code"] == "9000"
     if case.detail_key:
         assert case.detail_key in body["error_details"], body
+    if "only_details" in case.extra:
+        assert list(body["error_details"]) == case.extra["only_details"], body
 
 
 def test_one_pixel_image_is_fine(strict_app: LiveApp) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ImageServer, LiveApp, fixture_bytes, make_settings
+from tests.conftest import ImageServer, LiveApp, fixture_bytes, free_port, make_settings
 
 
 @pytest.fixture(scope="module", params=["local", "celery"])
@@ -290,6 +290,30 @@ def test_webhook_settings_validation(app: LiveApp) -> None:
         assert client.get("/v1/webhook").status_code in (200, 404)
         assert client.put("/v1/webhook", json={"url": "ftp://x"}).status_code == 422
         private = client.put("/v1/webhook", json={"url": "http://10.0.0.1/hook"})
-        assert private.status_code == 400
+        assert private.status_code == 400 and list(private.json()["error_details"]) == ["url"]
         assert client.delete("/v1/webhook").json() == {"data": None}
         assert client.get("/v1/webhook").status_code == 404
+
+
+def test_webhook_without_an_answer_records_a_message(app: LiveApp, image_server: ImageServer) -> None:
+    """`last_status` is the receiver's status as a number when it answers, and a message when nothing answers."""
+    if app.kind != "local":
+        pytest.skip("the sender is the same code on both topologies; one run is enough")
+    dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    with app.client() as client:
+        assert client.put("/v1/webhook", json={"url": dead, "events": ["success"]}).status_code == 200
+        try:
+            task = client.post(
+                "/v1/image/edit/async", json={"input": image_server.url("coffee.jpg"), "operations": {}}
+            ).json()["data"]
+
+            def attempted() -> bool:
+                hook = client.get(f"/v1/image/edit/async/{task['id']}").json()["data"].get("webhook")
+                return bool(hook and hook["attempts"] >= 1)
+
+            _wait(attempted)
+            hook = client.get(f"/v1/image/edit/async/{task['id']}").json()["data"]["webhook"]
+            assert hook["delivered"] is False
+            assert isinstance(hook["last_status"], str) and hook["last_status"].startswith("no response"), hook
+        finally:
+            client.delete("/v1/webhook")

@@ -79,6 +79,28 @@ def test_validation_of_parameters(live: LiveApp) -> None:
         assert no_secret.status_code == 422 and list(no_secret.json()["error_details"]) == ["parameters.credentials"]
         assert list(no_bucket.json()["error_details"]) == ["parameters.bucket"]
         assert list(web.json()["error_details"]) == ["parameters.base_url"]
+        # Problems the connector finds name their field too (still 400 storage: the values are well-formed).
+        assert list(outside.json()["error_details"]) == ["parameters.path"]
+        relative = client.post("/v1/storage/storages", json={"name": "r", "type": "local", "parameters": {"path": "r"}})
+        assert relative.status_code == 400 and list(relative.json()["error_details"]) == ["parameters.path"]
+        gcs = {
+            "name": "g",
+            "type": "gcs",
+            "parameters": {"bucket": "Bad Bucket!", "endpoint_url": "http://127.0.0.1:9"},
+        }
+        bad_bucket = client.post("/v1/storage/storages", json=gcs)
+        assert bad_bucket.status_code == 400 and list(bad_bucket.json()["error_details"]) == ["parameters.bucket"]
+        key = {"bucket": "ok-bucket", "credentials": {"service_account": {"type": "external_account"}}}
+        bad_key = client.post("/v1/storage/storages", json={"name": "g", "type": "gcs", "parameters": key})
+        assert list(bad_key.json()["error_details"]) == ["parameters.credentials.service_account"], bad_key.text
+        # PATCH checks the merged parameters: a wrong nested value is named at its own path.
+        sid = client.post("/v1/storage/storages", json={**S3_BODY, "name": "patchable"}).json()["data"]["id"]
+        patched = client.patch(f"/v1/storage/storages/{sid}", json={"parameters": {"credentials": {"access_key": ""}}})
+        assert patched.status_code == 422 and list(patched.json()["error_details"]) == [
+            "parameters.credentials.access_key"
+        ], patched.text
+        nested = client.patch(f"/v1/storage/storages/{sid}", json={"parameters": {"credentials": "x"}})
+        assert nested.status_code == 422 and list(nested.json()["error_details"]) == ["parameters.credentials"]
 
 
 def test_tenancy_and_scope(live: LiveApp) -> None:

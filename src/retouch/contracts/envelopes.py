@@ -113,7 +113,9 @@ def validation_failed(exc: ValidationError | Sequence[Any], prefix: str = "") ->
     # A union field reports one error per member; keep the specific ones (a deeper path under the same field).
     for path in list(details):
         deeper = any(other.startswith(path + ".") for other in details)
-        if deeper and len(details[path]) == 1 and details[path][0].startswith(("Input should be a valid", "expected")):
+        # e.g. upscale {"type": "photo", "version": 9}: the string member's "Input should be 'smart_enhance', ..."
+        # is noise once the object member names `upscale.version`.
+        if deeper and all(m.startswith(("Input should be", "expected")) for m in details[path]):
             del details[path]
     message = " ".join(f"{path}: {'; '.join(msgs)}." for path, msgs in details.items())
     if more:

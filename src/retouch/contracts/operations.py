@@ -415,12 +415,16 @@ class ImageOperations(Group):
             return value
         return Padding.parse(value)
 
-    @model_validator(mode="after")
-    def _combinations(self) -> ImageOperations:
-        styled = self.generative is not None and self.generative.style_transfer is not None
-        if styled and self.background is not None and (self.background.remove or self.background.blur):
+    @field_validator("generative")
+    @classmethod
+    def _combinations(cls, generative: Generative | None, info: ValidationInfo) -> Generative | None:
+        # A field validator (background is validated before generative), so the answer names
+        # `operations.generative`, not the whole `operations`.
+        styled = generative is not None and generative.style_transfer is not None
+        background = info.data.get("background")
+        if styled and background is not None and (background.remove or background.blur):
             raise ValueError("`generative.style_transfer` cannot be combined with background remove or blur")
-        return self
+        return generative
 
     def ai_operations(self) -> list[str]:
         """Dotted names of the requested operations that need a model."""

@@ -147,12 +147,16 @@ class OutputOptions(Strict):
                     data["format"] = fmt
         return data
 
-    @model_validator(mode="after")
-    def _cmyk_needs_a_cmyk_format(self) -> OutputOptions:
-        cs = self.metadata.color_space if self.metadata else None
-        if cs is not None and cs.type == "CMYK" and self.format.type not in ("jpeg", "tiff"):
-            raise ValueError(f"CMYK output needs format jpeg or tiff; {self.format.type} has no CMYK mode")
-        return self
+    @field_validator("metadata")
+    @classmethod
+    def _cmyk_needs_a_cmyk_format(cls, metadata: Metadata | None, info: ValidationInfo) -> Metadata | None:
+        # A field validator (format is validated before metadata): the error is reported at `output.metadata`,
+        # where the CMYK request is, not at `output` as a whole.
+        cs = metadata.color_space if metadata else None
+        fmt = info.data.get("format")
+        if cs is not None and cs.type == "CMYK" and fmt is not None and fmt.type not in ("jpeg", "tiff"):
+            raise ValueError(f"color_space CMYK needs format jpeg or tiff; {fmt.type} has no CMYK mode")
+        return metadata
 
     @field_validator("destination")
     @classmethod

@@ -150,8 +150,9 @@ class WebhookDelivery(ResponseModel):
     attempts: int = Field(..., description="Deliveries tried so far.")
     last_status: int | str | None = Field(
         ...,
-        description="The receiver's last HTTP status, or the error's name when no answer came (e.g. "
-        "ConnectError); null before the first attempt.",
+        description="The receiver's last HTTP status as a number (200, 503), or a message when no answer came "
+        '(e.g. "no response: the connection failed (ConnectError)"); null before the first attempt.',
+        examples=[200],
     )
 
 

@@ -77,7 +77,7 @@ class ItemRouter:
         try:
             fetched = download.result()[0]
         except RetouchError as exc:
-            fetched = DownloadFailed(exc.public_message)
+            fetched = DownloadFailed(exc.public_message, exc)
         except Exception:
             log.exception("download for item %s failed", item_id)
             fetched = DownloadFailed("internal error while downloading the input.")

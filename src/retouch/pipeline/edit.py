@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import EncodeSpec, Metadata
 from retouch.pipeline.plan import Plan
@@ -21,3 +24,5 @@ class Edit:
     #: RGBA fill for canvas, padding and flattening, resolved once from background.color.
     fill: tuple[int, int, int, int]
     profile_dir: Path | None = None
+    #: The style reference's 256-px centre square (``style_transfer.reference_square``), when style transfer runs.
+    style_reference: npt.NDArray[np.uint8] | None = None

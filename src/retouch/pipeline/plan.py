@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from retouch.contracts.common import Length, parse_length
 from retouch.contracts.operations import Fit, ImageOperations, Padding
-from retouch.errors import InputError, LimitExceeded
+from retouch.errors import ImageError, InputError, LimitExceeded
 from retouch.settings import Limits
 
 __all__ = ["Plan", "make_plan"]
@@ -103,7 +103,8 @@ def make_plan(source: tuple[int, int], ops: ImageOperations, limits: Limits) -> 
         top, right, bottom, left = _padding_px(ops.padding, canvas)
         inner = (canvas[0] - left - right, canvas[1] - top - bottom)
         if inner[0] < 1 or inner[1] < 1:
-            raise InputError(
+            # The request is well-formed; this image cannot be served with it: an image error, like a limit.
+            raise ImageError(
                 f"padding {ops.padding} leaves no room for the image on a {canvas[0]}x{canvas[1]} output",
                 details={"operations.padding": ["padding is larger than the output"]},
             )

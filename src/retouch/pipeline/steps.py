@@ -21,6 +21,7 @@ from retouch.pipeline.outpaint import outpaint
 from retouch.pipeline.polish import polish
 from retouch.pipeline.privacy import blur_plates
 from retouch.pipeline.remove_background import remove_background
+from retouch.pipeline.style_transfer import style_transfer
 
 __all__ = ["STEPS", "Step"]
 
@@ -34,6 +35,10 @@ STEPS: tuple[Step, ...] = (
     # The subject mask is computed at output resolution, on the original colours.
     remove_background,
     blur_background,
+    # Style transfer paints the picture as it is (plates already blurred, so a painted plate stays unreadable),
+    # at output resolution (cheaper than the source's); adjustments then apply to the painting, and the frame's
+    # padding and canvas keep the exact requested colour instead of being painted over.
+    style_transfer,
     # Colour work on the resized image (cheaper than on the source) and before the frame, so the
     # padding and canvas fill keep the exact requested colour.
     adjust,

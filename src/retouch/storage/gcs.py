@@ -81,7 +81,8 @@ class GCSConnector:
     ) -> None:
         self.name = name
         if not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
-            raise StorageError(f"storage://{name}: {bucket!r} is not a valid GCS bucket name.")
+            why = f"{bucket[:100]!r} is not a valid GCS bucket name"
+            raise StorageError(f"storage://{name}: {why}.", details={"parameters.bucket": [why]})
         self.bucket = bucket
         # The storage path is trusted configuration, but normalized like a key so that joins
         # never produce '//' and a '..' in it is refused as well.
@@ -239,6 +240,10 @@ def _transient(exc: BaseException) -> bool:
     return type(exc).__name__ in ("DataCorruption", "ChunkedEncodingError", "IncompleteRead", "ProtocolError")
 
 
+#: Where a service-account key's problems are reported (the field the user filled in).
+_SERVICE_ACCOUNT = "parameters.credentials.service_account"
+
+
 def _credentials(name: str, info: dict[str, Any] | None, endpoint: str | None) -> Credentials:
     if info is None:
         # Public buckets, or the emulator. Never google.auth.default(): see the module docstring.
@@ -246,17 +251,20 @@ def _credentials(name: str, info: dict[str, Any] | None, endpoint: str | None) -
     if info.get("type", "service_account") != "service_account":
         # Other JSON credential types (external_account, ...) can name URLs or even programs
         # to run to obtain a token; only plain service-account keys are accepted.
-        raise StorageError(f"storage://{name}: only service-account keys (type service_account) are accepted.")
+        why = "only service-account keys (type service_account) are accepted"
+        raise StorageError(f"storage://{name}: {why}.", details={_SERVICE_ACCOUNT: [why]})
     if endpoint is None and info.get("token_uri", "https://oauth2.googleapis.com/token") not in _GOOGLE_TOKEN_URIS:
-        raise StorageError(f"storage://{name}: the service-account key's token_uri is not a Google token endpoint.")
+        why = "the key's token_uri is not a Google token endpoint"
+        raise StorageError(f"storage://{name}: {why}.", details={_SERVICE_ACCOUNT: [why]})
     try:
         credentials: Credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             info, scopes=["https://www.googleapis.com/auth/devstorage.read_write"]
         )
     except (ValueError, KeyError, TypeError):
         # The exception text can quote parts of the key: it is not passed on.
-        raise StorageError(
-            f"storage://{name}: the service-account key is not valid (expected the JSON key file Google "
-            "provides, with client_email, private_key and token_uri)."
-        ) from None
+        why = (
+            "the service-account key is not valid (expected the JSON key file Google provides, with "
+            "client_email, private_key and token_uri)"
+        )
+        raise StorageError(f"storage://{name}: {why}.", details={_SERVICE_ACCOUNT: [why]}) from None
     return credentials

@@ -17,14 +17,16 @@ def check_local_root(path: str, roots: list[Path]) -> Path:
     """The storage folder, resolved, if it lies under one of the configured roots."""
     folder = Path(path)
     if not folder.is_absolute():
-        raise StorageError(f"A local storage path must be absolute, received {path!r}.")
+        why = f"must be an absolute folder, received {path[:200]!r}"
+        raise StorageError(f"A local storage path {why}.", details={"parameters.path": [why]})
     resolved = folder.resolve()
     for root in roots:
         root = root.resolve()
         if resolved == root or root in resolved.parents:
             return resolved
     allowed = ", ".join(str(r) for r in roots) or "(none configured)"
-    raise StorageError(f"The folder {path} is not under an allowed local storage root: {allowed}.")
+    why = f"not under an allowed local storage root: {allowed}"
+    raise StorageError(f"The folder {path} is {why}.", details={"parameters.path": [why]})
 
 
 class LocalConnector:

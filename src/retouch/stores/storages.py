@@ -8,10 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from retouch.contracts.envelopes import validation_failed
 from retouch.contracts.storages import ParameterProblem, StorageIn, StorageParameters, check_parameters
 from retouch.errors import ConflictError, NotFound, StorageError, ValidationFailed
 from retouch.net import FetchPolicy
@@ -119,10 +121,13 @@ class StorageCatalog:
                 merged_params = {**current, "credentials": {k: v for k, v in creds.items() if v is not None}}
                 new_params = dict(patch.get("parameters") or {})
                 if "credentials" in new_params:
-                    merged_params["credentials"] = {
-                        **merged_params["credentials"],
-                        **(new_params.pop("credentials") or {}),
-                    }
+                    new_creds = new_params.pop("credentials") or {}
+                    if not isinstance(new_creds, dict):  # merged key by key below: it must be an object
+                        why = "expected an object of credentials (a patch merges into the stored ones)"
+                        raise ValidationFailed(
+                            f"parameters.credentials: {why}.", details={"parameters.credentials": [why]}
+                        )
+                    merged_params["credentials"] = {**merged_params["credentials"], **new_creds}
                 merged_params.update(new_params)
                 if not merged_params["credentials"]:
                     del merged_params["credentials"]
@@ -134,8 +139,12 @@ class StorageCatalog:
                     raise ValidationFailed(
                         f"{problem.field}: {problem}.", details={problem.field: [str(problem)]}
                     ) from None
+                except ValidationError as exc:
+                    # The merged parameters, checked as a whole: each problem named at its own field.
+                    raise validation_failed(exc, "parameters") from None
                 except ValueError as exc:
-                    raise ValidationFailed(str(exc).splitlines()[0]) from None
+                    why = str(exc).splitlines()[0]
+                    raise ValidationFailed(f"parameters: {why}.", details={"parameters": [why]}) from None
                 public, sealed = _split(params)
                 name = patch.get("name") or row.name
                 self._check_usable(name, kind, public, sealed)

@@ -21,14 +21,24 @@ from retouch.contracts.edit import EditResult, ImageObject, OutputObject
 from retouch.contracts.operations import ImageOperations
 from retouch.contracts.output import OutputOptions
 from retouch.downloads import DownloadFailed, Fetched
-from retouch.errors import OperationUnavailable, RetouchError, StorageError
+from retouch.errors import ImageError, OperationUnavailable, RetouchError, StorageError
 from retouch.formats import FORMATS, output_name
 from retouch.pipeline import Encoded, run
 from retouch.pipeline.load import probe
+from retouch.pipeline.style_transfer import reference_error
 from retouch.work.context import WorkContext
 from retouch.work.output import write_output
 
-__all__ = ["Failure", "Job", "Outcome", "check_available", "describe", "drain_commits", "process"]
+__all__ = [
+    "Failure",
+    "Job",
+    "Outcome",
+    "check_available",
+    "describe",
+    "drain_commits",
+    "local_style_reference",
+    "process",
+]
 
 log = logging.getLogger("retouch.work")
 
@@ -45,8 +55,6 @@ def check_available(ops: ImageOperations) -> None:
     bg = ops.background
     if bg is not None and ((bg.remove and bg.remove.selective) or (bg.blur and bg.blur.selective)):
         names.append("background.selective (text-prompted object)")
-    if ops.generative and ops.generative.style_transfer:
-        names.append("generative.style_transfer")
     if names:
         raise OperationUnavailable(
             f"Operation {', '.join(names)} is not available: {_NO_OFFLINE_MODEL}.",
@@ -82,6 +90,9 @@ class Job:
     out_name: str | None = None
     #: Write the result to this local file instead of a storage or the tmp store.
     out_file: Path | None = None
+    #: The style reference image's bytes when in hand already (``retouch edit`` reads a local file); None: read
+    #: ``generative.style_transfer.style_reference_image`` here, like the input.
+    style_reference: bytes | None = None
     #: The ids the worker's log lines carry (the API request's id and account).
     request_id: str | None = None
     account: str | None = None
@@ -108,7 +119,7 @@ Outcome = EditResult | Failure
 def _read(ctx: WorkContext, job: Job) -> tuple[bytes, str]:
     data = job.data
     if isinstance(data, DownloadFailed):
-        raise StorageError(data.message)
+        raise data.error if data.error is not None else StorageError(data.message)
     if isinstance(data, Path):
         return data.read_bytes(), job.name or data.name
     if isinstance(data, bytes):
@@ -119,13 +130,45 @@ def _read(ctx: WorkContext, job: Job) -> tuple[bytes, str]:
         return ctx.inputs.read(job.account_id, job.source)
 
 
+def local_style_reference(operations: ImageOperations) -> bytes | None:
+    """``retouch edit`` and ``retouch batch`` have no network and no storages: their style reference is a local
+    file. Its bytes, or None when no style transfer is asked for; a file that cannot be read names the field."""
+    st = operations.generative.style_transfer if operations.generative is not None else None
+    if st is None:
+        return None
+    path = Path(st.style_reference_image)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        why = f"cannot read the local file {path}: {exc.strerror} (the command line reads the style image from a file)"
+        raise reference_error(ImageError(why)) from None
+
+
+def _read_reference(ctx: WorkContext, job: Job) -> bytes | None:
+    """The style reference's bytes, read through the same guarded reader (SSRF guard, byte cap, timeouts) and
+    storages as the input; any failure is a 422 naming the field. Read here, in the image worker: the reference
+    is one more small download, not worth a trip through the download process."""
+    st = job.operations.generative.style_transfer if job.operations.generative is not None else None
+    if st is None or st.style_strength * st.denoising_strength <= 0:
+        return None  # nothing to paint: the reference is not needed
+    if job.style_reference is not None:
+        return job.style_reference
+    if ctx.inputs is None:
+        raise reference_error(StorageError("this process reads no URLs or storages"))
+    try:
+        return ctx.inputs.read(job.account_id, st.style_reference_image)[0]
+    except RetouchError as exc:
+        raise reference_error(exc) from None
+
+
 def _edit(ctx: WorkContext, job: Job) -> tuple[Encoded, str] | Failure:
     data = b""
     try:
         data, name = _read(ctx, job)
         metrics.input_bytes(len(data))
         check_available(job.operations)
-        return run(data, job.operations, job.output, ctx.limits), name
+        style = _read_reference(ctx, job)
+        return run(data, job.operations, job.output, ctx.limits, style_reference=style), name
     except RetouchError as exc:
         # Say what the input was when its header can be read (only on this path: success needs no second probe).
         try:

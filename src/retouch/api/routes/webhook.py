@@ -11,7 +11,7 @@ from retouch.api.deps import get_service, require
 from retouch.api.openapi import WEBHOOK_EXAMPLES, errors
 from retouch.contracts.responses import Deleted
 from retouch.contracts.tasks import WebhookResponse, WebhookSettings, WebhookTestResponse
-from retouch.errors import NotFound
+from retouch.errors import NotFound, RetouchError
 from retouch.net import check_url
 from retouch.service import Service
 from retouch.stores.accounts import Principal
@@ -48,7 +48,11 @@ async def get_webhook(principal: ImageEditing, service: Svc) -> dict[str, Any]:
 async def put_webhook(
     body: Annotated[WebhookSettings, Body(openapi_examples=WEBHOOK_EXAMPLES)], principal: ImageEditing, service: Svc
 ) -> dict[str, Any]:
-    check_url(body.url, service.fetch_policy)  # a literal private address is refused now, not at delivery
+    try:
+        check_url(body.url, service.fetch_policy)  # a literal private address is refused now, not at delivery
+    except RetouchError as exc:
+        exc.details = {"url": [exc.public_message]}  # the field at fault, like every error about the body
+        raise
     return {"data": await asyncio.to_thread(service.webhooks.put, principal.account_id, body)}
 
 
