@@ -19,7 +19,7 @@ pass, each on a fresh server; the ratios are taken within a pass (so a noisy min
 as the best pass plus the spread over passes. After the throughput runs, the sync latency of one 12 MP image on an
 idle retouch server is measured against the in-process edit time (retouch.edit() in one process).
 
-    .venv/bin/python bench/bench_peers.py                          # -> bench/results/peers.{md,json}, ~5 min
+    .venv/bin/python bench/bench_peers.py                          # -> bench/results/peers.{md,json}, ~10 min
     .venv/bin/python bench/bench_peers.py -n 8 --passes 1 --extra-n 4 --name peers-smoke   # ~1.5 min
 """
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import multiprocessing
 import os
 import queue
@@ -38,8 +37,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,6 @@ import bench_sync
 import corpus
 from common import (
     MB,
-    REPO,
-    RESULTS_DIR,
     background,
     cpu_by_pid,
     cpu_stat,
@@ -233,10 +230,8 @@ def thumbor_server(workers: int) -> Iterator[tuple[str, int]]:
         stop(proc)
         log.close()
         for pid in pids[1:]:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, 15)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -369,7 +364,8 @@ def run_http(
 def run_pyvips(wl: Workload, images: list[Path], warmup: list[Path], workers: int) -> Run:
     mode = bench_sync.Mode("pyvips", "baseline", workers)
     r = bench_sync.run_pool(mode, images, warmup)
-    return Run("pyvips", wl.name, r.images, r.wall_s, r.latencies_s, r.cpu_s, r.rss_bytes, r.background_cores, r.out_bytes or 0)
+    out = r.out_bytes or 0
+    return Run("pyvips", wl.name, r.images, r.wall_s, r.latencies_s, r.cpu_s, r.rss_bytes, r.background_cores, out)
 
 
 def inproc_latency(images: list[Path], warmup: list[Path]) -> Run:
@@ -396,8 +392,8 @@ def summary(runs: list[Run]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=60, help="images per resize run (60)")
-    parser.add_argument("--extra-n", type=int, default=16, help="images per run of the other workloads (16)")
+    parser.add_argument("-n", type=int, default=40, help="images per resize run (40)")
+    parser.add_argument("--extra-n", type=int, default=12, help="images per run of the other workloads (12)")
     parser.add_argument("--passes", type=int, default=3, help="passes over the resize workloads (3)")
     parser.add_argument("--extra-passes", type=int, default=2, help="passes over the other workloads (2)")
     parser.add_argument("--workers", type=int, default=2)
@@ -506,6 +502,10 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.2f}–{max(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
+def _ratios(values: list[float]) -> str:
+    return f"{_spread(values)} ({', '.join(f'{x:.2f}' for x in values)})" if values else ""
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# retouch, thumbor and raw pyvips side by side",
@@ -514,34 +514,43 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         *machine_lines(report["machine"], ("fastapi", "uvicorn", "httpx", "simplejpeg", "pillow")),
         f"- thumbor {report['thumbor']} (Pillow engine, its own virtualenv, quality 85, baseline JPEG, "
-        "RESPECT_ORIENTATION), `--processes 2`; retouch `serve --workers 2`; 4 HTTP clients; URL inputs from a loopback "
-        "file server. raw pyvips: `thumbnail_buffer` + `jpegsave_buffer` in a spawn pool of 2 (no HTTP).",
+        "RESPECT_ORIENTATION), `--processes 2`; retouch `serve --workers 2`; 4 HTTP clients; URL inputs from a "
+        "loopback file server. raw pyvips: `thumbnail_buffer` + `jpegsave_buffer` in a spawn pool of 2 (no HTTP).",
     ]
     for key, c in report["corpora"].items():
-        lines.append(
-            f"- Corpus {key}: {c['count']} x {c['size']} {c['format']}, mean {c['mean_bytes'] / 1e6:.2f} MB, set `{c['set']}`."
-        )
+        mean = c["mean_bytes"] / 1e6
+        lines.append(f"- Corpus {key}: {c['count']} x {c['size']} {c['format']}, mean {mean:.2f} MB, set `{c['set']}`.")
     lines += [
         "",
-        "| workload | service | img/s (best pass) | all passes | server CPU ms/img | p50 ms | server tree RSS MB (max over passes) | out KB | retouch ÷ thumbor per pass | retouch ÷ pyvips per pass |",
+        "| workload | service | img/s (best pass) | all passes | server CPU ms/img | p50 ms "
+        "| server tree RSS MB (max over passes) | out KB | retouch ÷ thumbor per pass | retouch ÷ pyvips per pass |",
         "|---|---|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for row in report["rows"]:
         for service, s in row["services"].items():
             first = service == "retouch"
+            passes = ", ".join(f"{x:.1f}" for x in row["passes"][service])
+            vs_t = _ratios(row["vs_thumbor"]) if first else ""
+            vs_v = _ratios(row["vs_pyvips"]) if first else ""
             lines.append(
-                f"| {row['workload'] if first else ''} | {service} | {s['img_per_s']:.1f} | "
-                f"{', '.join(f'{x:.1f}' for x in row['passes'][service])} | {s['cpu_ms_per_img']:.0f} | {s['p50_ms']:.0f} | "
-                f"{s['rss_mb']:.0f} ({s['rss_mb_max']:.0f}) | {s['out_kb'] or '–'} | "
-                + (f"{_spread(row['vs_thumbor'])} ({', '.join(f'{x:.2f}' for x in row['vs_thumbor'])})" if first else "")
-                + " | "
-                + (
-                    f"{_spread(row['vs_pyvips'])} ({', '.join(f'{x:.2f}' for x in row['vs_pyvips'])})"
-                    if first and row["vs_pyvips"]
-                    else ""
-                )
-                + " |"
+                f"| {row['workload'] if first else ''} | {service} | {s['img_per_s']:.1f} | {passes} | "
+                f"{s['cpu_ms_per_img']:.0f} | {s['p50_ms']:.0f} | {s['rss_mb']:.0f} ({s['rss_mb_max']:.0f}) | "
+                f"{s['out_kb'] or '–'} | {vs_t} | {vs_v} |"
             )
+    lines += ["", "Targets of the issue (median of the per-pass ratios; spread in brackets):", ""]
+    for row in report["rows"]:
+        med_t = statistics.median(row["vs_thumbor"])
+        want = 1.3 if row["workload"].startswith("resize") else 1.0
+        verdict = "met" if med_t >= want else "NOT met"
+        spread = _spread(row["vs_thumbor"])
+        line = f"- {row['workload']}: retouch ÷ thumbor {med_t:.2f} ({spread}), target ≥ {want}: {verdict}"
+        if row["vs_pyvips"]:
+            med_v = statistics.median(row["vs_pyvips"])
+            verdict = "met" if med_v >= 1.5 else "NOT met"
+            line += f"; retouch ÷ raw pyvips {med_v:.2f} ({_spread(row['vs_pyvips'])}), target ≥ 1.5: {verdict}"
+        rss = row["services"]["retouch"]["rss_mb_max"]
+        line += f"; retouch server tree peak RSS {rss:.0f} MB (target ≤ 300: {'met' if rss <= 300 else 'NOT met'})"
+        lines.append(line + ".")
     lat = report.get("latency")
     if lat:
         lines += [
