@@ -253,6 +253,7 @@ def run_http(
     clients: int,
     workers: int,
     latency_n: int = 0,
+    retouch_env: dict[str, str] | None = None,
 ) -> Run:
     import httpx
 
@@ -261,7 +262,8 @@ def run_http(
     sub = {"420": "jpeg/", "444": "jpeg444/", "png": "png/"}[wl.corpus]
 
     if service == "retouch":
-        ctx: Any = retouch_server(workers, extra_env={"RETOUCH_FETCH_ALLOW_HOSTS": "127.0.0.1"})
+        env = {"RETOUCH_FETCH_ALLOW_HOSTS": "127.0.0.1", **(retouch_env or {})}
+        ctx: Any = retouch_server(workers, extra_env=env)
     else:
         ctx = thumbor_server(workers)
     with ctx as started:
@@ -400,6 +402,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--latency-n", type=int, default=8, help="sequential requests on the idle server (8)")
     parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS))
+    parser.add_argument(
+        "--retouch-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for retouch serve, e.g. RETOUCH_WORKER_NICE=0 (repeatable; shown in the report)",
+    )
     parser.add_argument("--name", default="peers")
     args = parser.parse_args()
 
@@ -429,7 +438,8 @@ def main() -> None:
                             run = run_pyvips(wl, images, warmup, args.workers)
                         else:
                             lat = args.latency_n if (service == "retouch" and wl.name == "resize-420") else 0
-                            run = run_http(service, wl, images, warmup, origin, args.clients, args.workers, lat)
+                            env = dict(kv.split("=", 1) for kv in args.retouch_env)
+                            run = run_http(service, wl, images, warmup, origin, args.clients, args.workers, lat, env)
                         results[wl.name].setdefault(service, []).append(run)
                         print(
                             f"pass {p + 1} {wl.name:<11} {service:<8} {run.img_per_s:6.1f} img/s "
