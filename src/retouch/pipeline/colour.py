@@ -10,10 +10,10 @@ import pyvips
 
 from retouch.pipeline.edit import Edit
 
-__all__ = ["srgb", "to_srgb"]
+__all__ = ["is_srgb_profile", "srgb", "to_srgb"]
 
 
-def _is_srgb_profile(image: pyvips.Image) -> bool:
+def is_srgb_profile(image: pyvips.Image) -> bool:
     data = image.get("icc-profile-data")
     # The profile description sits in the 'desc' tag; sRGB profiles say so. Converting an sRGB image
     # with its own sRGB profile changes nothing but costs a full pass, so skip it.
@@ -25,7 +25,7 @@ def to_srgb(image: pyvips.Image, edit: Edit) -> pyvips.Image:
 
 
 def srgb(image: pyvips.Image) -> pyvips.Image:
-    if image.get_typeof("icc-profile-data") and not _is_srgb_profile(image):
+    if image.get_typeof("icc-profile-data") and not is_srgb_profile(image):
         try:
             image = image.icc_transform("srgb", embedded=True, intent="perceptual")
         except pyvips.Error:

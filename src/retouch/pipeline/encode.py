@@ -74,8 +74,10 @@ def encode(image: pyvips.Image, spec: EncodeSpec, metadata: Metadata | None, pro
     if fmt == "webp":
         return bytes(image.webpsave_buffer(Q=spec.quality, lossless=spec.lossless, effort=4, keep=keep))
     if fmt == "avif":
+        # effort 3 (aom speed 6): at q60 on a 1000x750 photo the same size and PSNR as effort 4 (70 vs 69 KB,
+        # 36.64 vs 36.67 dB) for a sixth of the CPU (0.41 vs 2.5 s); it is what Pillow's libavif does by default.
         return bytes(
-            image.heifsave_buffer(Q=spec.quality, lossless=spec.lossless, compression="av1", effort=4, keep=keep)
+            image.heifsave_buffer(Q=spec.quality, lossless=spec.lossless, compression="av1", effort=3, keep=keep)
         )
     if fmt == "tiff":
         if spec.lossless:

@@ -65,6 +65,11 @@ class SourceInfo:
     #: rest with grey; fail_on=truncated lets that through. The strict decode stops at the first warning; a
     #: warning that loses no pixels (see ``loses_pixels``) makes the pipeline run again with strict=False.
     strict: bool = True
+    #: EXIF orientation (1-8) of formats libvips reads; the size above is already upright.
+    orientation: int = 1
+    #: 8-bit, 3-band sRGB without an ICC profile, or with an sRGB one: colour the JPEG fast path may decode
+    #: as is (anything else, CMYK, grey, 16-bit or a foreign profile, needs the general path's conversions).
+    plain: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -141,6 +146,7 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
     if ext in _PILLOW_FORMATS:
         width, height, pages, alpha = _pillow_header(data, ext)
         orientation = 1
+        plain = False
     else:
         try:
             # From a memory source: new_from_buffer would first copy the whole file into a libvips blob
@@ -151,6 +157,7 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
             height = header.get("page-height") if header.get_typeof("page-height") else header.height
             orientation = header.get("orientation") if header.get_typeof("orientation") else 1
             alpha = header.hasalpha()
+            plain = _plain_colour(header)
         except pyvips.Error as exc:
             raise corrupt(ext, exc) from None
     # All frames count toward the limit: a 1000-frame GIF costs what its frames cost.
@@ -163,7 +170,16 @@ def probe(data: bytes, limits: Limits) -> SourceInfo:
         )
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return SourceInfo(ext, width, height, max(1, pages), bool(alpha))
+    orientation = orientation if orientation in range(1, 9) else 1  # libvips ignores other values too
+    return SourceInfo(ext, width, height, max(1, pages), bool(alpha), orientation=orientation, plain=plain)
+
+
+def _plain_colour(header: pyvips.Image) -> bool:
+    from retouch.pipeline.colour import is_srgb_profile
+
+    if header.bands != 3 or header.format != "uchar" or header.interpretation != "srgb":
+        return False
+    return not header.get_typeof("icc-profile-data") or is_srgb_profile(header)
 
 
 def decode(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:

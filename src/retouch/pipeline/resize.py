@@ -11,6 +11,7 @@ from typing import Any
 import pyvips
 
 from retouch.contracts.operations import ImageOperations
+from retouch.pipeline.jpegfast import fast_decode
 from retouch.pipeline.load import SourceInfo, decode, decode_upright
 from retouch.pipeline.plan import Plan
 
@@ -34,6 +35,13 @@ def _saliency() -> Callable[[Any], Any] | None:
     return foreground_mask
 
 
+def _shrink_on_load(data: bytes, info: SourceInfo, plan: Plan) -> pyvips.Image:
+    """Decode straight to the planned size: libjpeg-turbo's DCT scaling for plain JPEGs (``jpegfast``),
+    else libvips' shrink on load (``load.decode``), cut by libvips."""
+    image = fast_decode(data, info, plan)
+    return decode(data, info, plan) if image is None else image
+
+
 def scale_and_fit(
     data: bytes, info: SourceInfo, plan: Plan, ops: ImageOperations, source: pyvips.Image | None
 ) -> pyvips.Image:
@@ -42,13 +50,13 @@ def scale_and_fit(
     model_upscale = kind is not None and enlarges
     smart = plan.crop == "attention"
     if source is None and not model_upscale and not smart:
-        return decode(data, info, plan)  # the fast path: shrink on load, cut by libvips
+        return _shrink_on_load(data, info, plan)
     if source is not None:
         image = source
     elif model_upscale:
         image = decode_upright(data, info)
     else:  # smart crop: decode to the cover size, uncut, so the faces can be found
-        image = decode(data, info, dataclasses.replace(plan, crop=None))
+        image = _shrink_on_load(data, info, dataclasses.replace(plan, crop=None))
     if (image.width, image.height) != plan.scaled:
         if model_upscale:
             from retouch.models.superres import upscale
