@@ -29,7 +29,6 @@ import argparse
 import io
 import multiprocessing
 import os
-import queue
 import shutil
 import statistics
 import subprocess
@@ -50,6 +49,7 @@ from common import (
     background,
     cpu_by_pid,
     cpu_stat,
+    drive,
     file_server,
     free_port,
     machine_info,
@@ -292,43 +292,10 @@ def run_http(
                 t.start()
             for t in warmers:
                 t.join()
-            todo: queue.SimpleQueue[Path] = queue.SimpleQueue()
-            for path in images:
-                todo.put(path)
-            latencies: list[float] = []
-            dims: set[tuple[int, int]] = set()
-            sizes: list[int] = []
-            ends: list[float] = []
-            errors: list[BaseException] = []
-            lock = threading.Lock()
-
-            def loop(client: httpx.Client) -> None:
-                try:
-                    while True:
-                        try:
-                            path = todo.get_nowait()
-                        except queue.Empty:
-                            break
-                        t0 = time.perf_counter()
-                        width, height, size = one(client, path)
-                        with lock:
-                            latencies.append(time.perf_counter() - t0)
-                            dims.add((width, height))
-                            sizes.append(size)
-                except BaseException as exc:
-                    errors.append(exc)
-                with lock:
-                    ends.append(time.perf_counter())
-
             tree = process_tree(pid)
             stat0, self0 = cpu_stat(), os.times()
             cpu0, file0 = cpu_by_pid(tree), cpu_by_pid([file_pid])
-            t_go = time.perf_counter()
-            threads = [threading.Thread(target=loop, args=(c,)) for c in pool]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            run = drive(pool, images, one)
             stat1, self1 = cpu_stat(), os.times()
             tree = process_tree(pid)
             server_cpu = sum(t - cpu0.get(p, 0.0) for p, t in cpu_by_pid(tree).items())
@@ -343,18 +310,18 @@ def run_http(
         finally:
             for c in pool:
                 c.close()
-        if errors:
-            raise errors[0]
     harness = (self1.user - self0.user) + (self1.system - self0.system)
     bg, _steal = background(stat0, stat1, server_cpu + file_cpu + harness)
+    dims = {(width, height) for width, height, _size in run.outcomes}
     if any(w != wl.width or (wl.height is not None and h != wl.height) for w, h in dims):
         raise RuntimeError(f"{service} {wl.name}: output sizes {sorted(dims)}")
+    sizes = [size for _w, _h, size in run.outcomes]
     return Run(
         service,
         wl.name,
-        len(latencies),
-        max(ends) - t_go,
-        latencies,
+        len(run.latencies),
+        max(run.ends) - run.started,
+        run.latencies,
         server_cpu,
         rss,
         bg,

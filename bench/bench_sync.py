@@ -29,7 +29,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import queue
 import resource
 import sys
 import threading
@@ -48,6 +47,7 @@ from common import (
     cmdline,
     cpu_by_pid,
     cpu_stat,
+    drive,
     file_server,
     machine_info,
     percentile,
@@ -277,42 +277,10 @@ def run_http(
             for t in warmers:
                 t.join()
 
-            todo: queue.SimpleQueue[Path] = queue.SimpleQueue()
-            for path in images:
-                todo.put(path)
-            latencies: list[float] = []
-            dims: set[tuple[int, int]] = set()
-            ends: list[float] = []
-            errors: list[BaseException] = []
-            lock = threading.Lock()
-
-            def client_loop(client: httpx.Client) -> None:
-                try:
-                    while True:
-                        try:
-                            path = todo.get_nowait()
-                        except queue.Empty:
-                            break
-                        t0 = time.perf_counter()
-                        out = _http_request(client, mode, file_base, path)
-                        elapsed = time.perf_counter() - t0
-                        with lock:
-                            latencies.append(elapsed)
-                            dims.add((out["width"], out["height"]))
-                except BaseException as exc:  # surface in the main thread instead of a silent short run
-                    errors.append(exc)
-                with lock:
-                    ends.append(time.perf_counter())
-
             tree = process_tree(server_pid)
             stat0, self0 = cpu_stat(), os.times()
             server0, file0 = cpu_by_pid(tree), cpu_by_pid([file_pid])
-            t_go = time.perf_counter()
-            threads = [threading.Thread(target=client_loop, args=(c,)) for c in pool]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            run = drive(pool, images, lambda client, path: _http_request(client, mode, file_base, path))
             stat1, self1 = cpu_stat(), os.times()
             tree = process_tree(server_pid)  # the same processes unless a worker was replaced
             # Per process, so the API process's share (fetching, parsing, passing bytes to workers) shows.
@@ -324,14 +292,14 @@ def run_http(
         finally:
             for c in pool:
                 c.close()
-        if errors:
-            raise errors[0]
     harness_cpu = (self1.user - self0.user) + (self1.system - self0.system)
     bg, steal = background(stat0, stat1, server_cpu + file_cpu + harness_cpu)
+    latencies = run.latencies
+    dims = {(out["width"], out["height"]) for out in run.outcomes}
     return RunResult(
         mode=mode.name,
         images=len(latencies),
-        wall_s=max(ends) - t_go,
+        wall_s=max(run.ends) - run.started,
         latencies_s=latencies,
         cpu_s=server_cpu,
         client_cpu_s=harness_cpu + file_cpu,

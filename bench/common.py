@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import queue
 import shutil
 import signal
 import socket
@@ -17,12 +18,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -325,3 +327,56 @@ def write_results(report: dict[str, Any], name: str, markdown: Callable[[dict[st
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(md_path.read_text())
     print(f"wrote {md_path.relative_to(REPO)} and {json_path.relative_to(REPO)}")
+
+
+Out = TypeVar("Out")
+
+
+class Drive(NamedTuple, Generic[Out]):
+    """What :func:`drive` measured: one latency and one outcome per image, and when each client finished."""
+
+    started: float
+    latencies: list[float]
+    outcomes: list[Out]
+    ends: list[float]
+
+
+def drive(clients: list[Any], images: list[Path], request: Callable[[Any, Path], Out]) -> Drive[Out]:
+    """Each client thread takes the next image until none is left (a closed loop: as many requests in flight as
+    clients). An error in any client is raised here, in the caller, not lost as a silently short run."""
+    todo: queue.SimpleQueue[Path] = queue.SimpleQueue()
+    for path in images:
+        todo.put(path)
+    latencies: list[float] = []
+    outcomes: list[Out] = []
+    ends: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def loop(client: Any) -> None:
+        try:
+            while True:
+                try:
+                    path = todo.get_nowait()
+                except queue.Empty:
+                    break
+                t0 = time.perf_counter()
+                outcome = request(client, path)
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    latencies.append(elapsed)
+                    outcomes.append(outcome)
+        except BaseException as exc:
+            errors.append(exc)
+        with lock:
+            ends.append(time.perf_counter())
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return Drive(started, latencies, outcomes, ends)

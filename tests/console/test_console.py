@@ -354,9 +354,10 @@ def test_a_storage_only_key_signs_in_and_is_told_what_it_lacks(browser: Browser,
 
 
 def test_thumbnails_wait_out_the_rate_limit(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """With a small per-key limit (3/s) the grid's 12 thumbnail edits and the polling meet 429s; the console waits
-    Retry-After and still fills the grid."""
-    limited = LiveApp(make_settings(tmp_path_factory.mktemp("limited"), rate_limit_per_second=3))
+    """With a small per-key limit (3/s, no burst) the grid's 12 thumbnail edits and the polling meet 429s; the
+    console waits Retry-After and still fills the grid."""
+    settings = make_settings(tmp_path_factory.mktemp("limited"), rate_limit_per_second=3, rate_limit_burst=0)
+    limited = LiveApp(settings)
     context = browser.new_context(viewport=LAPTOP, base_url=limited.base)
     try:
         photos = limited.add_local_storage("photos")
