@@ -128,9 +128,17 @@ def test_scope_required(live: LiveApp) -> None:
 
 def test_health_without_auth(live: LiveApp) -> None:
     assert httpx.get(f"{live.base}/healthz").json() == {"data": {"status": "ok"}}
-    ready = httpx.get(f"{live.base}/readyz")
+    deadline = time.monotonic() + 30
+    while (ready := httpx.get(f"{live.base}/readyz")).status_code == 503:  # workers still loading
+        assert ready.json()["data"]["checks"]["workers"].startswith("starting"), ready.text
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert ready.status_code == 200
-    assert ready.json()["data"]["checks"]["database"] == "ok"
+    assert ready.json()["data"]["checks"] == {
+        "database": "ok",
+        "libvips": ready.json()["data"]["checks"]["libvips"],
+        "workers": f"ok {live.service.worker_count}",
+    }
 
 
 def test_tmp_url_unknown_token_is_404(live: LiveApp) -> None:

@@ -132,3 +132,39 @@ def test_shutdown_ends_every_future() -> None:
     for future in futures:
         with pytest.raises((WorkerCrashed, CancelledError)):
             future.result(timeout=30)
+
+
+def _slow_start(seconds: float) -> None:
+    time.sleep(seconds)  # stands for importing the image stack
+
+
+def test_workers_say_when_they_are_ready_and_a_deadline_starts_then() -> None:
+    """/readyz waits for ready_workers(); a job sent to a worker still starting is not charged the start."""
+    pool = WorkerPool(2, initializer=_slow_start, initargs=(1.0,), default_deadline=0.8)
+    try:
+        assert pool.ready_workers() == 0
+        future = pool.submit(_echo, "first")  # sent while both workers are still starting
+        assert future.result(timeout=30) == "first"  # 1 s of start-up did not break its 0.8 s deadline
+        deadline = time.monotonic() + 10
+        while pool.ready_workers() < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        pool.shutdown()
+
+
+def test_a_worker_that_never_starts_is_replaced_and_its_jobs_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    from retouch.executors import pool as pool_module
+
+    monkeypatch.setattr(pool_module, "START_TIMEOUT", 0.5)  # read by the supervisor, in this process
+    pool = WorkerPool(1, initializer=_slow_start, initargs=(3.0,), default_deadline=30)
+    try:
+        first = pool.pids()
+        future = pool.submit(_echo, "kept")
+        deadline = time.monotonic() + 10
+        while pool.pids() == first:
+            assert time.monotonic() < deadline, "the hung worker was not replaced"
+            time.sleep(0.05)
+        assert not future.done()  # back in the queue, not failed: it never started
+    finally:
+        pool.shutdown()

@@ -43,6 +43,8 @@ log = logging.getLogger("retouch.pool")
 PREFETCH = 1
 #: Only a job this small is sent ahead: a larger one could fill the pipe's buffer, and the send
 #: would then block this supervisor until the worker reads it (an upload passed as bytes).
+#: A worker that has not loaded the image stack by then is hung (a cold start takes about a second).
+START_TIMEOUT = 60.0
 PREFETCH_MAX_BYTES = 32 * 1024
 
 
@@ -80,6 +82,8 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
+    # Say so once the image stack is loaded: /readyz waits for it, and a job's deadline starts here, not at spawn.
+    conn.send(("ready", -1, None))
     while True:
         try:
             message = conn.recv()
@@ -118,6 +122,8 @@ class _Worker:
         # jobs[0] runs since `started`; the rest wait in the worker's pipe, in order.
         self.jobs: deque[_Job] = deque()
         self.started = 0.0
+        self.ready = False  # its initializer has run (the worker said "ready")
+        self.spawned = time.monotonic()
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -181,6 +187,12 @@ class WorkerPool:
         """(jobs waiting for a worker, jobs held by the workers - running or sent ahead): what /metrics shows."""
         with self._lock:
             return len(self._queue), sum(len(w.jobs) for w in self._workers)
+
+    def ready_workers(self) -> int:
+        """How many workers have finished their initializer (a fresh or replaced worker imports the image
+        stack first, about a second): what /readyz waits for."""
+        with self._lock:
+            return sum(w.ready for w in self._workers)
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
@@ -285,8 +297,11 @@ class WorkerPool:
     def _next_deadline_in(self) -> float | None:
         now = time.monotonic()
         waits = [
-            w.started + w.jobs[0].deadline - now for w in self._workers if w.jobs and w.jobs[0].deadline is not None
+            w.started + w.jobs[0].deadline - now
+            for w in self._workers
+            if w.ready and w.jobs and w.jobs[0].deadline is not None
         ]
+        waits += [w.spawned + START_TIMEOUT - now for w in self._workers if not w.ready]
         return max(0.0, min(waits)) if waits else None
 
     def _collect(self, conn: Connection) -> None:
@@ -300,6 +315,10 @@ class WorkerPool:
             worker.process.join(timeout=1)
             code = worker.process.exitcode
             self._retire(index, WorkerCrashed(f"the image worker stopped unexpectedly (exit code {code})"))
+            return
+        if status == "ready":
+            worker.ready = True
+            worker.started = time.monotonic()  # a job sent while it was starting runs from now
             return
         if not worker.jobs:
             return
@@ -315,7 +334,16 @@ class WorkerPool:
     def _enforce_deadlines(self) -> None:
         now = time.monotonic()
         for index, worker in enumerate(self._workers):
-            job = worker.jobs[0] if worker.jobs else None
+            if not worker.ready and now - worker.spawned > START_TIMEOUT:
+                log.warning("replacing worker %s: it did not start within %ss", worker.process.pid, START_TIMEOUT)
+                with self._lock:  # none of its jobs started: they go back to the queue, not to an error
+                    for waiting in worker.jobs:
+                        if not waiting.future.done():
+                            heapq.heappush(self._queue, waiting)
+                    worker.jobs.clear()
+                self._retire(index, WorkerCrashed(f"the image worker did not start within {START_TIMEOUT:g} seconds"))
+                continue
+            job = worker.jobs[0] if worker.jobs and worker.ready else None  # starting: its clock has not begun
             if job is None or job.deadline is None or now - worker.started < job.deadline:
                 continue
             log.warning("killing worker %s: task ran past its %ss deadline", worker.process.pid, job.deadline)

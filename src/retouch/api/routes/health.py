@@ -29,7 +29,7 @@ def healthz() -> dict[str, Any]:
 
 @router.get(
     "/readyz",
-    summary="Database reachable, workers can start, image library loaded",
+    summary="Database reachable, every image worker started, image library loaded",
     response_model=ReadinessResponse,
     responses={
         503: {"model": ReadinessResponse, "description": "Not ready: the same body, with `status: error`."},
@@ -50,7 +50,14 @@ def readyz(service: Annotated[Service, Depends(get_service)]) -> JSONResponse:
         checks["libvips"] = f"ok {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}"
     except Exception as exc:
         checks["libvips"] = f"error: {type(exc).__name__}"
-    checks["workers"] = f"ok {service.worker_count}"
+    # Ready only once every image worker has loaded the image stack: a batch or edit sent before would wait for
+    # it (the first batch after start began its first item 0.7 s late; on a ready server, 10-20 ms).
+    runtime = service.runtime
+    if runtime is None:
+        checks["workers"] = "error: not started"
+    else:
+        up, size = runtime.pool.ready_workers(), runtime.pool.size
+        checks["workers"] = f"ok {size}" if up >= size else f"starting: {up} of {size} ready"
     ok = all(v.startswith("ok") for v in checks.values())
     # A JSONResponse, for its status; ReadinessResponse above is what the document shows of it.
     return JSONResponse({"data": {"status": "ok" if ok else "error", "checks": checks}}, status_code=200 if ok else 503)
