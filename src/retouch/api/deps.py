@@ -12,7 +12,7 @@ from retouch.errors import AuthError, PermissionDenied
 from retouch.service import Service
 from retouch.stores.accounts import Principal
 
-__all__ = ["get_service", "require"]
+__all__ = ["ImageEditing", "StorageScope", "Svc", "get_service", "require"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made by `retouch keys create`.")
 
@@ -38,3 +38,9 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+# The parameters every route declares: the caller with the route's scope, and the service.
+ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
+StorageScope = Annotated[Principal, Depends(require("storage"))]
+Svc = Annotated[Service, Depends(get_service)]

@@ -5,18 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from retouch.api.deps import get_service, require
+from retouch.api.deps import ImageEditing, Svc
 from retouch.api.openapi import errors
 from retouch.contracts.account import TaskListResponse, UsageResponse
-from retouch.service import Service
-from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["account"])
-
-ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
-Svc = Annotated[Service, Depends(get_service)]
 
 
 @router.get(

@@ -6,22 +6,18 @@ import asyncio
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 
-from retouch.api.deps import get_service, require
+from retouch.api.deps import ImageEditing, Svc
 from retouch.api.openapi import EDIT_EXAMPLES, errors
 from retouch.api.upload import OPENAPI as UPLOAD_OPENAPI
 from retouch.api.upload import read_upload
 from retouch.contracts.edit import EditRequest, EditResponse, UploadData
 from retouch.contracts.envelopes import validate
 from retouch.errors import ValidationFailed
-from retouch.service import Service
-from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["image editing"])
 
-ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
-Svc = Annotated[Service, Depends(get_service)]
 
 #: What can go wrong with an edit, besides the request's shape.
 EDIT_422 = (

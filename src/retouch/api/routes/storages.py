@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Query
 
-from retouch.api.deps import get_service, require
+from retouch.api.deps import StorageScope, Svc
 from retouch.api.openapi import STORAGE_EXAMPLES, STORAGE_UPDATE_EXAMPLES, errors
 from retouch.contracts.envelopes import validate
 from retouch.contracts.responses import Deleted
@@ -20,13 +20,9 @@ from retouch.contracts.storages import (
     StorageTypesResponse,
     StorageUpdate,
 )
-from retouch.service import Service
-from retouch.stores.accounts import Principal
 
 router = APIRouter(prefix="/storage", tags=["storage connectors"])
 
-StorageScope = Annotated[Principal, Depends(require("storage"))]
-Svc = Annotated[Service, Depends(get_service)]
 
 _NOT_FOUND = {404: '"Storage not found.": no storage with this id in this account.'}
 _CONFLICT = {

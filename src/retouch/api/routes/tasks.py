@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter
 
-from retouch.api.deps import get_service, require
+from retouch.api.deps import ImageEditing, Svc
 from retouch.api.openapi import BATCH_EXAMPLES, EDIT_EXAMPLES, errors
 from retouch.contracts.edit import EditRequest
 from retouch.contracts.tasks import AsyncTaskResponse, BatchEditRequest, BatchTaskResponse
-from retouch.service import Service
-from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["async and batch"])
 
-ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
-Svc = Annotated[Service, Depends(get_service)]
 Offset = Annotated[int, Query(ge=0, description="Extension: skip this many results (and errors).")]
 Limit = Annotated[int | None, Query(ge=1, le=10_000, description="Extension: at most this many results (and errors).")]
 

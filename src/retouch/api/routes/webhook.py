@@ -5,21 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 
-from retouch.api.deps import get_service, require
+from retouch.api.deps import ImageEditing, Svc
 from retouch.api.openapi import WEBHOOK_EXAMPLES, errors
 from retouch.contracts.responses import Deleted
 from retouch.contracts.tasks import WebhookResponse, WebhookSettings, WebhookTestResponse
 from retouch.errors import NotFound, RetouchError
 from retouch.net import check_url
-from retouch.service import Service
-from retouch.stores.accounts import Principal
 
 router = APIRouter(tags=["webhooks"])
-
-ImageEditing = Annotated[Principal, Depends(require("image_editing"))]
-Svc = Annotated[Service, Depends(get_service)]
 
 
 @router.get(
