@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.api.test_jobs import wait_done
 from tests.conftest import FIXTURES, free_port, wait_healthy
 from tests.servers.moto import MotoServer
 
@@ -174,11 +174,7 @@ def test_init_and_a_batch_as_written(compose: dict[str, Any], moto_server: MotoS
                 },
             )
             assert batch.status_code == 200, batch.text
-            url = batch.json()["data"]["result_url"]
-            deadline = time.monotonic() + 60
-            while (task := client.get(url).json()["data"])["status"] not in ("DONE", "ERROR"):
-                assert time.monotonic() < deadline, task
-                time.sleep(0.2)
+            task = wait_done(client, batch.json()["data"]["result_url"])
             assert task["status"] == "DONE", task
             written = s3.list_objects_v2(Bucket=bucket, Prefix=f"out-{run}/")["Contents"]
             assert sorted(o["Key"] for o in written) == [f"out-{run}/p{i}.webp" for i in range(3)]

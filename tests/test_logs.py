@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.api.test_jobs import wait_done
 from tests.conftest import FIXTURES, free_port, wait_healthy
 
 
@@ -43,10 +44,8 @@ def test_json_lines_with_request_id_and_account(tmp_path: Path) -> None:
         body = {"input": "storage://local/junk.jpg", "operations": {}}
         task = httpx.post(f"http://127.0.0.1:{port}/v1/image/edit/async", json=body, headers=later, timeout=60)
         assert task.status_code == 200, task.text
-        deadline = time.monotonic() + 30
-        while httpx.get(task.json()["data"]["result_url"], headers=later).json()["data"]["status"] != "ERROR":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        with httpx.Client(headers=later) as client:
+            assert wait_done(client, task.json()["data"]["result_url"])["status"] == "ERROR"
         time.sleep(0.5)
     finally:
         proc.terminate()

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import pyvips
 
+from tests.api.test_jobs import wait_done
 from tests.conftest import LiveApp
 from tests.pipeline.outpaint_scenes import png, studio, textured
 
 pytest.importorskip("patchmatch")
 
 OPS = {"resizing": {"fit": {"type": "outpaint", "outpaint_by": "10% 20%", "feathering": "20%"}}}
-
-
-def _wait(client: object, kind: str, task_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 120
-    while True:
-        view: dict[str, object] = client.get(f"/v1/image/edit/{kind}/{task_id}").json()["data"]  # type: ignore[attr-defined]
-        if view["status"] in ("DONE", "ERROR"):
-            return view
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
 
 
 def test_outpaint_sync_async_and_batch(live: LiveApp) -> None:
@@ -55,9 +45,9 @@ def test_outpaint_sync_async_and_batch(live: LiveApp) -> None:
                 "output": {"destination": "storage://outpaint/batch/", "format": "png"},
             },
         ).json()["data"]
-        view = _wait(client, "async", task["id"])
+        view = wait_done(client, f"/v1/image/edit/async/{task['id']}", timeout=120)
         assert view["status"] == "DONE", view
-        batch_view = _wait(client, "batch", batch["id"])
+        batch_view = wait_done(client, f"/v1/image/edit/batch/{batch['id']}", timeout=120)
     assert pyvips.Image.new_from_file(str(folder / "async" / "gravel.jpg")).width == 264
     # The studio shot widens to 600x200 (plain fill); the gravel would grow by 50% of its width on each side on a
     # textured border, past what a classical fill continues: that item fails with the reason, the other is done.

@@ -4,7 +4,6 @@ test_bad_input (422 naming the field)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy.typing as npt
 import pytest
 import pyvips
 
+from tests.api.test_jobs import wait_done
 from tests.conftest import FIXTURES, ImageServer, LiveApp, fixture_bytes
 
 pytest.importorskip("onnxruntime")
@@ -86,13 +86,7 @@ def test_async_and_batch_with_a_storage_reference(live: LiveApp, image_server: I
         ).json()["data"]
         views = {}
         for kind, tid in (("async", task["id"]), ("batch", batch["id"])):
-            deadline = time.monotonic() + 60
-            while (view := client.get(f"/v1/image/edit/{kind}/{tid}").json()["data"])["status"] not in (
-                "DONE",
-                "ERROR",
-            ):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            view = wait_done(client, f"/v1/image/edit/{kind}/{tid}")
             assert view["status"] == "DONE", view["errors"]
             views[kind] = view
         painted = client.get(views["async"]["result"]["output_object"]["tmp_url"]).content
