@@ -41,6 +41,18 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _signed_post(
+    client: httpx.Client, policy: FetchPolicy, url: str, secret: str | None, body: bytes, timeout: float
+) -> httpx.Response:
+    """POST ``body`` to the webhook, signed when it has a secret, after the SSRF guard's check of the address (the
+    guard's refusal is a RetouchError; transport failures are httpx errors: each caller words them its own way)."""
+    headers = {"Content-Type": "application/json", "User-Agent": "retouch-webhooks"}
+    if secret:
+        headers[SIGNATURE_HEADER] = sign(secret, body)
+    check_url(url, policy)
+    return client.post(url, content=body, headers=headers, timeout=timeout)
+
+
 def send_test(
     hooks: WebhookStore, client: httpx.Client, policy: FetchPolicy, account_id: int, timeout: float
 ) -> dict[str, Any] | None:
@@ -51,14 +63,10 @@ def send_test(
         return None
     url, secret = target
     body = json.dumps({"data": {"event": "test", "created_at": rfc3339(utcnow())}}, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": "retouch-webhooks"}
-    if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, body)
     began = time.perf_counter()
     status: int | str
     try:
-        check_url(url, policy)
-        status = client.post(url, content=body, headers=headers, timeout=timeout).status_code
+        status = _signed_post(client, policy, url, secret, body, timeout).status_code
     except RetouchError as exc:  # the SSRF guard refused the address
         status = exc.public_message[:100]
     except httpx.HTTPError as exc:
@@ -144,13 +152,9 @@ class WebhookSender:
         view = self.tasks.view(task, self.result_url(task.kind, task.id))
         view.pop("webhook", None)
         body = json.dumps({"data": view}, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "User-Agent": "retouch-webhooks"}
-        if secret:
-            headers[SIGNATURE_HEADER] = sign(secret, body)
         attempts = task.webhook_attempts + 1
         try:
-            check_url(url, self.policy)
-            response = self.client.post(url, content=body, headers=headers, timeout=self.timeout)
+            response = _signed_post(self.client, self.policy, url, secret, body, self.timeout)
             status = str(response.status_code)
             ok = 200 <= response.status_code < 300
             permanent = False
