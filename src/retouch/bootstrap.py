@@ -31,7 +31,7 @@ from retouch.stores.accounts import KeyStore
 from retouch.stores.db import check_schema
 from retouch.stores.webhooks import WebhookStore
 from retouch.work.context import WorkContext, init_worker
-from retouch.work.runner import worker_exit
+from retouch.work.entry import worker_exit
 
 if TYPE_CHECKING:
     from retouch.executors.celery import WorkerRuntime

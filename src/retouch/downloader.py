@@ -23,15 +23,18 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retouch import metrics
 from retouch.allocator import tune_malloc
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
-from retouch.inputs import InputReader
+from retouch.inputs import InputReader, fetch_policy
 from retouch.settings import Settings
 from retouch.work.context import WorkContext
+
+if TYPE_CHECKING:
+    from retouch.stores.storages import StorageCatalog
 
 __all__ = ["DownloadProcess", "NetworkInputs"]
 
@@ -50,14 +53,29 @@ def _into_file(inputs: InputReader, account_id: int, source: str, path: Path, sp
     return name
 
 
+def _reader(settings: Settings) -> InputReader:
+    """An input reader whose storages (SQLAlchemy, the secret box: ~15 MB) are opened on first use: a download
+    process serving URL inputs never imports them (docs/performance.md, "Memory")."""
+    from retouch.net import guarded_client
+
+    policy = fetch_policy(settings)
+    context = WorkContext.lazy(settings)
+
+    def catalog() -> StorageCatalog:
+        storages = context.storages
+        assert storages is not None
+        return storages
+
+    return InputReader(catalog, policy, guarded_client(policy))
+
+
 def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process owns Ctrl-C
     # The same multi-MB socket buffers every download: from the heap, not fresh page-faulted mappings.
     tune_malloc()
-    # What reading an input needs - the database (storages), the secret box, the guarded client; the same parts
-    # a worker builds (work.context), without the image stack.
-    inputs = WorkContext.open(settings).inputs
-    assert inputs is not None
+    # What reading an input needs - the guarded client now, the database (storages) and the secret box on the
+    # first storage:// input; without the image stack.
+    inputs = _reader(settings)
     send_lock = threading.Lock()
 
     def download(job: int, account_id: int, source: str, spare: str | None) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "name_from_url",
     "output_format_for",
     "output_name",
+    "sniff",
     "unique_name",
 ]
 
@@ -115,3 +116,28 @@ def unique_name(name: str, is_taken: Callable[[str], bool]) -> str:
     while is_taken(candidate := str(path.with_name(f"{path.stem}-{n}{path.suffix}"))):
         n += 1
     return candidate
+
+
+def sniff(data: bytes) -> str | None:
+    """The input format by magic number, or None when the bytes are not an image we accept."""
+    head = data[:32]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
+        return "tiff"
+    if head.startswith(b"BM") and len(data) > 26:
+        return "bmp"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        brands = {head[i : i + 4] for i in range(8, min(len(head), 32), 4)}
+        if brand in (b"avif", b"avis") or (b"avif" in brands and brand == b"mif1"):
+            return "avif"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+            return "heif"
+    return None

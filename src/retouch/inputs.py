@@ -5,18 +5,21 @@ the image stack: it costs that process ~70 MB instead of ~100."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
-
-import httpx
 
 from retouch.errors import LimitExceeded, RetouchError, StorageError
 from retouch.net import FetchPolicy, fetch
 from retouch.settings import Settings
 from retouch.storage.base import ObjectMissing, retry
 from retouch.storage.registry import parse_storage_uri
-from retouch.stores.storages import StorageCatalog
+
+if TYPE_CHECKING:
+    import httpx
+
+    from retouch.stores.storages import StorageCatalog
 
 __all__ = ["InputReader", "fetch_policy"]
 
@@ -32,11 +35,17 @@ def fetch_policy(settings: Settings) -> FetchPolicy:
 
 @dataclass(frozen=True)
 class InputReader:
-    storages: StorageCatalog
+    #: The account's storages, built on first use: the download process then opens the database (SQLAlchemy,
+    #: the secret box) only when a storage:// input first comes, not for URL inputs.
+    catalog: Callable[[], StorageCatalog]
     policy: FetchPolicy
     #: One guarded client per process: creating one per request costs ~20 ms of CPU (TLS context, CA bundle)
     #: and loses keep-alive. httpx clients are safe to share between threads.
     client: httpx.Client
+
+    @property
+    def storages(self) -> StorageCatalog:
+        return self.catalog()
 
     def remote_host(self, account_id: int, source: str) -> str | None:
         """The key an input's downloads are limited by when its bytes cross a network (an http(s) origin's host,

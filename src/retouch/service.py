@@ -42,8 +42,8 @@ from retouch.stores.tasks import ItemSpec, TaskStore
 from retouch.stores.webhooks import WebhookStore
 from retouch.tmpstore import SharedTmpStore, TmpStore
 from retouch.work.context import WorkContext
-from retouch.work.item import Job, check_available
-from retouch.work.runner import edit_now
+from retouch.work.entry import edit_now
+from retouch.work.job import Job, check_available
 
 __all__ = ["Runtime", "Service", "Stoppable"]
 

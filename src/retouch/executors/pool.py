@@ -74,16 +74,16 @@ class _Job:
 
 def _worker_main(
     conn: Connection,
-    initializer: Callable[..., None] | None,
+    initializer: Callable[..., object] | None,
     initargs: tuple[Any, ...],
     finalizer: Callable[[], None] | None = None,
 ) -> None:
     # The API process owns Ctrl-C; a worker must finish (or be killed), not die mid-write on SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if initializer is not None:
-        initializer(*initargs)
+    started = initializer(*initargs) if initializer is not None else None
     # Say so once the image stack is loaded: /readyz waits for it, and a job's deadline starts here, not at spawn.
-    conn.send(("ready", -1, None))
+    # What the initializer returned (the libvips version) rides along: the API process never loads the stack.
+    conn.send(("ready", -1, started))
     while True:
         try:
             message = conn.recv()
@@ -110,7 +110,7 @@ class _Worker:
     def __init__(
         self,
         ctx: Any,
-        initializer: Callable[..., None] | None,
+        initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
         finalizer: Callable[[], None] | None,
     ) -> None:
@@ -123,6 +123,7 @@ class _Worker:
         self.jobs: deque[_Job] = deque()
         self.started = 0.0
         self.ready = False  # its initializer has run (the worker said "ready")
+        self.started_with: Any = None  # what its initializer returned
         self.spawned = time.monotonic()
 
     def kill(self) -> None:
@@ -137,7 +138,7 @@ class WorkerPool:
         self,
         size: int,
         *,
-        initializer: Callable[..., None] | None = None,
+        initializer: Callable[..., object] | None = None,
         initargs: tuple[Any, ...] = (),
         finalizer: Callable[[], None] | None = None,
         default_deadline: float | None = None,
@@ -193,6 +194,12 @@ class WorkerPool:
         stack first, about a second): what /readyz waits for."""
         with self._lock:
             return sum(w.ready for w in self._workers)
+
+    def started_with(self) -> Any:
+        """What a ready worker's initializer returned (``init_worker``: the libvips version), None before any is
+        ready: /readyz reports it without loading libvips in the API process."""
+        with self._lock:
+            return next((w.started_with for w in self._workers if w.ready), None)
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
@@ -318,6 +325,7 @@ class WorkerPool:
             return
         if status == "ready":
             worker.ready = True
+            worker.started_with = payload
             worker.started = time.monotonic()  # a job sent while it was starting runs from now
             return
         if not worker.jobs:

@@ -21,7 +21,7 @@ from retouch.errors import RetouchError
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.handoff import Handoff
 from retouch.stores.tasks import TaskStore
-from retouch.work.runner import run_item
+from retouch.work.entry import run_item
 
 __all__ = ["PRIORITY", "Inputs", "ItemRouter"]
 

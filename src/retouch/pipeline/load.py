@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pyvips
 
 from retouch.errors import ImageError, LimitExceeded
-from retouch.formats import FORMATS
+from retouch.formats import FORMATS, sniff
 from retouch.pipeline.plan import Plan
 from retouch.settings import Limits
 
@@ -24,31 +24,6 @@ __all__ = ["SourceInfo", "corrupt", "decode", "is_decode_error", "loses_pixels",
 
 # libvips in pyvips-binary has no BMP loader and no HEVC decoder; Pillow (+ pillow-heif) decodes those.
 _PILLOW_FORMATS = {"bmp", "heif"}
-
-
-def sniff(data: bytes) -> str | None:
-    """The input format by magic number, or None when the bytes are not an image we accept."""
-    head = data[:32]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
-        return "tiff"
-    if head.startswith(b"BM") and len(data) > 26:
-        return "bmp"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        brands = {head[i : i + 4] for i in range(8, min(len(head), 32), 4)}
-        if brand in (b"avif", b"avis") or (b"avif" in brands and brand == b"mif1"):
-            return "avif"
-        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
-            return "heif"
-    return None
 
 
 @dataclass(frozen=True)

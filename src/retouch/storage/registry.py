@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from retouch.errors import StorageError, ValidationFailed
-from retouch.net import FetchPolicy, check_endpoint
 from retouch.storage.base import Connector, check_relative
+
+if TYPE_CHECKING:
+    from retouch.net import FetchPolicy
 
 __all__ = ["StorageURI", "build_connector", "parse_storage_uri"]
 
@@ -65,6 +67,8 @@ def build_connector(
     path = parameters.get("path") or ""
     if parameters.get("endpoint_url"):
         # boto3 and the google client connect outside our guarded transport: check the endpoint here.
+        from retouch.net import check_endpoint  # here: parsing a storage:// URI (an image worker) needs no httpx
+
         check_endpoint(parameters["endpoint_url"], fetch_policy)
     if kind == "local":
         from retouch.storage.local import LocalConnector, check_local_root

@@ -10,8 +10,7 @@ from fastapi.responses import FileResponse, Response
 from retouch.api.deps import get_service
 from retouch.api.openapi import errors
 from retouch.errors import NotFound
-from retouch.formats import FORMATS, mime_type
-from retouch.pipeline.load import sniff
+from retouch.formats import FORMATS, mime_type, sniff
 from retouch.service import Service
 
 router = APIRouter(tags=["results"])
