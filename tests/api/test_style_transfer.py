@@ -98,6 +98,28 @@ def test_async_and_batch_with_a_storage_reference(live: LiveApp, image_server: I
         assert colour_distance(pixels(after), ref) < colour_distance(pixels(before), ref) - 0.02
 
 
+def test_a_batch_reads_its_style_reference_once_per_worker(live: LiveApp, image_server: ImageServer) -> None:
+    folder = live.add_local_storage("styled-batch")
+    (folder / "in").mkdir(exist_ok=True)
+    for index in range(6):
+        (folder / "in" / f"photo{index}.jpg").write_bytes(fixture_bytes("coffee.jpg"))
+    path = "/slow/0/astronaut.png?style-cache"  # /slow/ logs each request's arrival (tests/conftest.py)
+    body = {"input": "storage://styled-batch/in/", "operations": style(image_server.url(path))}
+
+    def reads() -> int:
+        return sum(1 for arrived, _ in image_server.handler.arrivals if arrived == path)
+
+    with live.client() as client:
+        for run in (1, 2):
+            batch = client.post("/v1/image/edit/batch", json={**body, "output": f"storage://styled-batch/out{run}/"})
+            view = wait_done(client, f"/v1/image/edit/batch/{batch.json()['data']['id']}")
+            assert view["status"] == "DONE", view["errors"]
+            assert len(list((folder / f"out{run}").iterdir())) == 6
+            # Once per worker that ran an item of this task, not once per photo; a new task reads it afresh.
+            assert 1 <= reads() - (0 if run == 1 else first) <= live.service.worker_count
+            first = reads()
+
+
 def test_retouch_edit_with_a_local_reference(tmp_path: Path) -> None:
     from tests.test_cli import retouch
 

@@ -10,6 +10,7 @@ recorded in the task store, counted in a report).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -72,6 +73,14 @@ def local_style_reference(operations: ImageOperations) -> bytes | None:
         raise reference_error(ImageError(why)) from None
 
 
+#: Style references this worker read for a task's items, newest last: a batch of 1,000 photos in one style reads
+#: its reference once per worker, not once per photo. Keyed by the task (and account), so a later task reads the
+#: reference afresh (the object behind a URL may have changed); two entries cover tasks running side by side, and
+#: bound what is held (a reference may be as large as an input).
+_references: OrderedDict[tuple[int, int, str], bytes] = OrderedDict()
+_REFERENCES_KEPT = 2
+
+
 def _read_reference(ctx: WorkContext, job: Job) -> bytes | None:
     """The style reference's bytes, read through the same guarded reader (SSRF guard, byte cap, timeouts) and
     storages as the input; any failure is a 422 naming the field. Read here, in the image worker: the reference
@@ -81,12 +90,21 @@ def _read_reference(ctx: WorkContext, job: Job) -> bytes | None:
         return None  # nothing to paint: the reference is not needed
     if job.style_reference is not None:
         return job.style_reference
+    key = (job.task_id, job.account_id, st.style_reference_image) if job.task_id is not None else None
+    if key is not None and key in _references:
+        _references.move_to_end(key)
+        return _references[key]
     if ctx.inputs is None:
         raise reference_error(StorageError("this process reads no URLs or storages"))
     try:
-        return ctx.inputs.read(job.account_id, st.style_reference_image)[0]
+        data = ctx.inputs.read(job.account_id, st.style_reference_image)[0]
     except RetouchError as exc:
-        raise reference_error(exc) from None
+        raise reference_error(exc) from None  # not kept: the next item tries again
+    if key is not None:
+        _references[key] = data
+        while len(_references) > _REFERENCES_KEPT:
+            _references.popitem(last=False)
+    return data
 
 
 def _edit(ctx: WorkContext, job: Job) -> tuple[Encoded, str] | Failure:

@@ -68,6 +68,9 @@ class Job:
     #: The style reference image's bytes when in hand already (``retouch edit`` reads a local file); None: read
     #: ``generative.style_transfer.style_reference_image`` here, like the input.
     style_reference: bytes | None = None
+    #: The async or batch task the job is an item of (None: a sync edit, an upload, the CLI): what the style
+    #: reference is cached by in the worker (``item._read_reference``).
+    task_id: int | None = None
     #: The ids the worker's log lines carry (the API request's id and account).
     request_id: str | None = None
     account: str | None = None

@@ -65,7 +65,13 @@ def run_item(item_id: int, kind: str, overlap_write: bool = False, fetched: Fetc
         return "skipped"  # already finished (a redelivery) or the task was cancelled
     request = _request(work.task_id, kind, work.request)
     job = Job(
-        work.account_id, request.operations, request.output, source=work.source, data=fetched, out_name=work.output_rel
+        work.account_id,
+        request.operations,
+        request.output,
+        source=work.source,
+        data=fetched,
+        out_name=work.output_rel,
+        task_id=work.task_id,
     )
 
     def record(outcome: Outcome) -> str:
