@@ -111,13 +111,13 @@ def test_a_batch_reads_its_style_reference_once_per_worker(live: LiveApp, image_
 
     with live.client() as client:
         for run in (1, 2):
+            before = reads()
             batch = client.post("/v1/image/edit/batch", json={**body, "output": f"storage://styled-batch/out{run}/"})
             view = wait_done(client, f"/v1/image/edit/batch/{batch.json()['data']['id']}")
             assert view["status"] == "DONE", view["errors"]
             assert len(list((folder / f"out{run}").iterdir())) == 6
             # Once per worker that ran an item of this task, not once per photo; a new task reads it afresh.
-            assert 1 <= reads() - (0 if run == 1 else first) <= live.service.worker_count
-            first = reads()
+            assert 1 <= reads() - before <= live.service.worker_count
 
 
 def test_retouch_edit_with_a_local_reference(tmp_path: Path) -> None:
