@@ -50,3 +50,20 @@ def test_the_download_process_loads_no_database_until_a_storage_input_comes() ->
     # ... and the catalog opens on first use, with the database behind it.
     used = statement + "\nreader.storages"
     assert _loaded(used, ["sqlalchemy"]) == ["sqlalchemy"]
+
+
+def test_serve_migrates_a_new_database_in_a_child_and_never_loads_alembic_itself() -> None:
+    statement = (
+        "import os, tempfile\n"
+        "os.environ['RETOUCH_HOME'] = tempfile.mkdtemp()\n"
+        "from retouch.bootstrap import open_service\n"
+        "from retouch.cli import _migrate_apart\n"
+        "from retouch.settings import Settings\n"
+        "from retouch.stores.db import HEAD_REVISION, revision\n"
+        "settings = Settings()\n"
+        "_migrate_apart(settings)  # a new database: `retouch db upgrade` in a child\n"
+        "service = open_service(settings)\n"
+        "assert revision(service.engine) == HEAD_REVISION\n"
+        "assert service.keys is not None"
+    )
+    assert _loaded(statement, ["alembic", "mako"]) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -92,6 +93,7 @@ def serve(
         overrides["workers"] = workers
     settings = Settings(**overrides)
     settings.resolved_home.mkdir(parents=True, exist_ok=True)
+    _migrate_apart(settings)
     key = ensure_first_key(settings)
     if key:
         typer.echo(f"Created account 'default' with API key (also saved in {settings.resolved_home}/initial-api-key):")
@@ -114,6 +116,34 @@ def serve(
     threading.Thread(target=announce, name="retouch-banner", daemon=True).start()
     server.run()
     if not server.started:
+        raise typer.Exit(1)
+
+
+def _migrate_apart(settings: Settings) -> None:
+    """Bring the embedded database's schema up to date in a short-lived child (``retouch db upgrade``), so this
+    long-lived process never imports Alembic and Mako (~10 MB, docs/performance.md "Memory"); it runs only when
+    the database is new or older than this release. A shared database (PostgreSQL) is the operator's to migrate.
+    """
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite:///"):
+        return
+    from sqlalchemy import create_engine
+
+    from retouch.stores.db import HEAD_REVISION, revision
+
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    try:
+        current = revision(engine)
+    finally:
+        engine.dispose()
+    if current == HEAD_REVISION:
+        return
+    # The same environment, so the same settings (the database URL, the home); the child's own output says what
+    # it did, and a failure stops `serve` with its message.
+    done = subprocess.run([sys.executable, "-m", "retouch", "db", "upgrade"], capture_output=True, text=True)
+    if done.returncode != 0:
+        typer.echo(done.stderr.strip() or done.stdout.strip(), err=True)
         raise typer.Exit(1)
 
 
