@@ -542,7 +542,7 @@ def markdown(report: dict[str, Any]) -> str:
         "warmed with 2 images per client first. Ratios are within a pass (the services of one pass ran within a "
         "minute of each other, order rotating), so they hold better than the absolute figures on a shared machine. "
         "Server CPU and RSS: the server's whole process tree from /proc (retouch: API process, download process, "
-        "2 image workers, resource tracker; thumbor: the supervisor and its 2 forks); RSS is the sum of VmHWM.",
+        "2 image workers; thumbor: the supervisor and its 2 forks); RSS is the sum of VmHWM.",
         "",
     ]
     return "\n".join(lines)

@@ -102,7 +102,7 @@ def proc_stat(pid: int) -> tuple[int, float]:
 
 
 def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (the server, its pool workers and multiprocessing's resource tracker)."""
+    """`root` and all its descendants (the server, its download process and its pool workers)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import multiprocessing
 import signal
 import threading
 import uuid
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from retouch import metrics
 from retouch.allocator import tune_malloc
+from retouch.children import Child
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
 from retouch.inputs import InputReader, fetch_policy
@@ -116,7 +116,6 @@ def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> No
 class DownloadProcess:
     def __init__(self, settings: Settings, folder: Path, threads: int) -> None:
         self.settings, self.folder, self.threads = settings, folder, threads
-        self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._pending: dict[int, Future[tuple[Path | bytes, str]]] = {}
         self._ids = itertools.count()
@@ -124,14 +123,9 @@ class DownloadProcess:
         self._start()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(
-            target=_main, args=(child, self.settings, str(self.folder), self.threads), daemon=True
-        )
-        process.start()
-        child.close()
-        self._conn, self._process = parent, process
-        threading.Thread(target=self._receive, args=(parent,), name="retouch-downloads-in", daemon=True).start()
+        process = Child(_main, (self.settings, str(self.folder), self.threads), role="download")
+        self._conn, self._process = process.conn, process
+        threading.Thread(target=self._receive, args=(process.conn,), name="retouch-downloads-in", daemon=True).start()
 
     def read(self, account_id: int, source: str, spare: Path | None = None) -> tuple[Path | bytes, str]:
         """Download ``source`` into a handoff file: (its path, the input's file name). Blocks the calling thread

@@ -18,7 +18,6 @@ import contextlib
 import heapq
 import itertools
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -33,6 +32,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from retouch import metrics
+from retouch.children import Child
 
 __all__ = ["DeadlineExceeded", "WorkerCrashed", "WorkerPool"]
 
@@ -90,8 +90,8 @@ def _worker_main(
         except (EOFError, OSError):
             message = None  # the parent is gone: nothing more will come
         if message is None:
-            # Work the tasks left running in the background (deferred commits) before the process
-            # ends: multiprocessing ends a child with os._exit, which would cut them off.
+            # Work the tasks left running in the background (deferred commits) and export the buffered spans
+            # before the process ends, in that order (interpreter shutdown would not order them).
             if finalizer is not None:
                 finalizer()
             return
@@ -109,16 +109,12 @@ def _worker_main(
 class _Worker:
     def __init__(
         self,
-        ctx: Any,
         initializer: Callable[..., object] | None,
         initargs: tuple[Any, ...],
         finalizer: Callable[[], None] | None,
     ) -> None:
-        parent, child = multiprocessing.Pipe(duplex=True)
-        self.conn = parent
-        self.process = ctx.Process(target=_worker_main, args=(child, initializer, initargs, finalizer), daemon=True)
-        self.process.start()
-        child.close()
+        self.process = Child(_worker_main, (initializer, initargs, finalizer), role="image-worker")
+        self.conn = self.process.conn
         # jobs[0] runs since `started`; the rest wait in the worker's pipe, in order.
         self.jobs: deque[_Job] = deque()
         self.started = 0.0
@@ -148,7 +144,6 @@ class WorkerPool:
         self._initargs = initargs
         self._finalizer = finalizer
         self._default_deadline = default_deadline
-        self._ctx = multiprocessing.get_context("spawn")
         self._queue: list[_Job] = []
         self._seq = itertools.count()
         self._lock = threading.RLock()
@@ -159,7 +154,7 @@ class WorkerPool:
         self._thread.start()
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._ctx, self._initializer, self._initargs, self._finalizer)
+        return _Worker(self._initializer, self._initargs, self._finalizer)
 
     # ------------------------------------------------------------------ public
 
