@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -9,6 +10,13 @@ __version__ = "0.1.0"
 from retouch.contracts import EditRequest, ImageOperations, OutputOptions
 from retouch.errors import *  # noqa: F403
 from retouch.errors import __all__ as _errors_all
+
+# httpx imports its command-line client (click, rich, pygments: ~5 MB) whenever those happen to be installed, and
+# typer installs them; retouch never runs httpx's CLI, and two long-lived processes (the API, the download process)
+# import httpx. httpx itself handles an ImportError here (its `main` then says to install httpx[cli]), so this
+# only keeps that import out (docs/performance.md, "Memory"). Set before any of our modules imports httpx (the
+# two imports above do not).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:  # the image stack loads on the first edit(), not on `import retouch`
     from retouch.pipeline import Encoded
