@@ -116,7 +116,11 @@ class Settings(BaseSettings):
     model_plates: Path | None = Field(None, description="A YOLO-style plate detector replacing the OCR text detector.")
     model_ppocr_det: Path | None = Field(None, description="PP-OCR text detector used by plate blurring.")
     model_ppocr_rec: Path | None = Field(None, description="PP-OCR text recogniser used by plate blurring.")
-    model_waifu2x: Path | None = Field(None, description="Folder of WAIFU2X_*.param/.bin files used by upscaling.")
+    model_waifu2x: Path | None = Field(
+        None,
+        description="Folder of the upscaling networks' files: WAIFU2X_*.param/.bin (and spanx2_ch52.param/.bin for "
+        "smart_enhance).",
+    )
     model_style_predict: Path | None = Field(
         None, description="arbitrary_predict.onnx (style image -> style vector) used by style transfer."
     )

