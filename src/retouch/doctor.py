@@ -104,26 +104,29 @@ def _ai(settings: Settings, load_models: bool) -> Iterator[Check]:
         detail = f"missing {', '.join(missing)}: it answers 422" if missing else ", ".join(libraries.values())
         yield Check("ai", f"libraries for {operation}", status, detail)
     models.configure(threads=1, overrides=settings.model_overrides)
-    seen: set[str] = set()
-    for operation, (name, _package, _resource) in models.REQUIRED.items():
-        if name in seen:
+    seen: set[tuple[str, str]] = set()
+    names: set[str] = set()
+    for operation, (name, package, _resource) in models.REQUIRED.items():
+        if (name, package) in seen:
             continue
-        seen.add(name)
+        seen.add((name, package))
+        label = f"model {name}" if name not in names else f"model {name} ({package})"  # a second package
+        names.add(name)
         try:
             models.require(operation)
         except models.ModelMissing as exc:
-            yield Check("ai", f"model {name}", "warn", str(exc))
+            yield Check("ai", label, "warn", str(exc))
             continue
         if not load_models:
-            yield Check("ai", f"model {name}", "ok", "found (not loaded: --quick)")
+            yield Check("ai", label, "ok", "found (not loaded: --quick)")
             continue
         began = time.perf_counter()
         try:
             _LOADERS[name]()
         except Exception as exc:  # a corrupt or incompatible file: the operation would fail on every image
-            yield Check("ai", f"model {name}", "fail", f"found but does not load: {type(exc).__name__}: {exc}")
+            yield Check("ai", label, "fail", f"found but does not load: {type(exc).__name__}: {exc}")
             continue
-        yield Check("ai", f"model {name}", "ok", f"loads in {(time.perf_counter() - began) * 1000:.0f} ms")
+        yield Check("ai", label, "ok", f"loads in {(time.perf_counter() - began) * 1000:.0f} ms")
 
 
 def _load_u2netp() -> None:

