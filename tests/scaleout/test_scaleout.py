@@ -92,6 +92,13 @@ def test_redis_restart_mid_batch(celery_topology: CeleryTopology, redis_server: 
     redis_server.restart()  # no persistence: every queued message is gone
     view = _wait(topology, task_id)
     _check_exactly_once(topology, view, "restart", 80)
+    # kombu can stop a worker while it reconnects (an "Unrecoverable error" when a feeder thread acks during the
+    # reconnection). Such a worker must exit non-zero, so its supervisor (compose: restart unless-stopped)
+    # starts it again, as the topology does here.
+    for index, process in enumerate(topology.workers):
+        if process.poll() is not None:
+            assert process.returncode != 0, topology.describe_workers()
+            topology.start_worker(index)
 
 
 def test_fair_share_between_accounts(celery_topology: CeleryTopology) -> None:

@@ -25,7 +25,10 @@ def _total(ports: list[int], name: str, **labels: str) -> float:
 def test_worker_metrics_count_the_items_it_edited(celery_topology: CeleryTopology) -> None:
     topology = celery_topology
     ports = topology.worker_metrics_ports
-    wait_for(lambda: all(_reachable(port) for port in ports), timeout=60)
+    try:
+        wait_for(lambda: all(_reachable(port) for port in ports), timeout=60)
+    except AssertionError:
+        raise AssertionError(f"a worker does not serve /metrics:\n{topology.describe_workers()}") from None
     for port in ports:
         refused = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert refused.status_code == 401 and refused.json()["error_code"], refused.text

@@ -58,13 +58,15 @@ class CeleryTopology:
         self.env["RETOUCH_PUBLIC_URL"] = self.public_url
         self._run("db", "upgrade")
         self.key = self._run("keys", "create", "--account", "default").strip().splitlines()[-1]
+        self.logs: dict[int, Path] = {}  # pid -> its log file
         self.apis: list[subprocess.Popen[bytes]] = []
         for index, port in enumerate(self.ports):
             home = root / f"api-{index}"  # nothing the replicas share may live here
             self.apis.append(self._spawn("serve", "--port", str(port), "--workers", "1", home=home))
         self.workers: list[subprocess.Popen[bytes]] = []
-        #: Each worker serves its own /metrics (RETOUCH_WORKER_METRICS_PORT), kept across restarts.
-        self.worker_metrics_ports = [free_port(), free_port()]
+        #: Each worker serves its own /metrics (RETOUCH_WORKER_METRICS_PORT); a restarted worker gets a fresh port
+        #: (the old number may have been handed out as another socket's port meanwhile).
+        self.worker_metrics_ports: list[int] = []
         for index in range(2):
             self.start_worker(index)
         self._turn = itertools.cycle(range(len(self.ports)))
@@ -91,24 +93,53 @@ class CeleryTopology:
         return done.stdout
 
     def _spawn(self, *args: str, home: Path, **env: str) -> subprocess.Popen[bytes]:
-        log = (self.root / f"{args[0]}-{len(os.listdir(self.root))}.log").open("wb")
-        return subprocess.Popen(
+        path = self.root / f"{args[0]}-{len(os.listdir(self.root))}.log"
+        log = path.open("wb")
+        process = subprocess.Popen(
             [sys.executable, "-m", "retouch", *args],
             env={**self.env, "RETOUCH_HOME": str(home), **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self.logs[process.pid] = path
+        return process
 
     def start_worker(self, index: int) -> None:
-        port = str(self.worker_metrics_ports[index])
+        """Start worker ``index`` and wait until it serves its /metrics (it has built its runtime); a worker that
+        exits instead fails here, with its log."""
+        port = free_port()
         process = self._spawn(
-            "worker", "--concurrency", "1", home=self.root / f"worker-{index}", RETOUCH_WORKER_METRICS_PORT=port
+            "worker", "--concurrency", "1", home=self.root / f"worker-{index}", RETOUCH_WORKER_METRICS_PORT=str(port)
         )
         if index < len(self.workers):
-            self.workers[index] = process
+            self.workers[index], self.worker_metrics_ports[index] = process, port
         else:
             self.workers.append(process)
+            self.worker_metrics_ports.append(port)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+                return
+            except httpx.TransportError:
+                pass
+            log = self.logs[process.pid].read_text(errors="replace")[-3000:]
+            assert process.poll() is None, f"worker {index} exited ({process.returncode}):\n{log}"
+            assert time.monotonic() < deadline, f"worker {index} did not serve /metrics in 60 s:\n{log}"
+            time.sleep(0.1)
+
+    def describe_workers(self) -> str:
+        """Each worker's state and the end of its log: what a failed wait on the workers reports."""
+        parts = []
+        for index, process in enumerate(self.workers):
+            text = self.logs[process.pid].read_text(errors="replace")
+            notable = [line for line in text.splitlines() if any(w in line for w in ("ERROR", "CRITICAL", "WARNING"))]
+            log = "\n".join(notable[:40]) + "\n...\n" + text[-2000:]
+            state = "running" if process.poll() is None else f"exited {process.returncode}"
+            port = self.worker_metrics_ports[index]
+            parts.append(f"--- worker {index} (pid {process.pid}, {state}, metrics port {port}):\n{log}")
+        return "\n".join(parts)
 
     def kill_worker(self, index: int) -> None:
         """SIGKILL the whole worker (Celery's main process and its pool child), mid-item."""

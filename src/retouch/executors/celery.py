@@ -126,6 +126,16 @@ def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) ->
         if _runtime is not None:
             _runtime.close()
 
+    # Celery's entry points drop the worker's exit code (click in non-standalone mode returns it, and worker_main
+    # ignores what it gets), so a worker that stopped on an "Unrecoverable error" (kombu can raise one while it
+    # reconnects to a restarted Redis) exited 0, and a supervisor restarting on failure would leave it down. The
+    # worker itself keeps the code: read it from the WorkController and exit with it.
+    controllers: list[Any] = []
+
+    @signals.worker_init.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _started(sender: Any = None, **_: Any) -> None:
+        controllers.append(sender)
+
     try:
         app.worker_main(
             [
@@ -139,6 +149,10 @@ def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) ->
                 "--without-mingle",
             ]
         )
+        code = controllers[-1].exitcode if controllers else None
+        if code:
+            log.error("the Celery worker stopped with exit code %s", code)
+            raise SystemExit(code)
     finally:
         if _runtime is not None:
             _runtime.close()
