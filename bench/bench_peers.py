@@ -34,10 +34,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ import corpus
 from common import (
     MB,
     background,
+    concurrently,
     cpu_by_pid,
     cpu_stat,
     drive,
@@ -226,12 +226,8 @@ def thumbor_server(workers: int) -> Iterator[tuple[str, int]]:
         wait_http(f"http://127.0.0.1:{port}/healthcheck", proc)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
-        pids = process_tree(proc.pid) if proc.poll() is None else []
         stop(proc)
         log.close()
-        for pid in pids[1:]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, 15)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -287,11 +283,7 @@ def run_http(
             return width, height, len(r.content)
 
         try:
-            warmers = [threading.Thread(target=lambda c=c: [one(c, p) for p in warmup]) for c in pool]
-            for t in warmers:
-                t.start()
-            for t in warmers:
-                t.join()
+            concurrently(pool, lambda c: [one(c, p) for p in warmup])
             tree = process_tree(pid)
             stat0, self0 = cpu_stat(), os.times()
             cpu0, file0 = cpu_by_pid(tree), cpu_by_pid([file_pid])

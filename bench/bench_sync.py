@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import resource
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from common import (
     RESULTS_DIR,
     background,
     cmdline,
+    concurrently,
     cpu_by_pid,
     cpu_stat,
     drive,
@@ -271,11 +271,7 @@ def run_http(
 
             # Concurrent warm-up: the server's pool starts a worker per concurrent request, so this starts all
             # of them (and loads the pipeline in each) before the clock runs.
-            warmers = [threading.Thread(target=warm, args=(c,)) for c in pool]
-            for t in warmers:
-                t.start()
-            for t in warmers:
-                t.join()
+            concurrently(pool, warm)
 
             tree = process_tree(server_pid)
             stat0, self0 = cpu_stat(), os.times()

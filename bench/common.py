@@ -180,6 +180,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server and every process it started: a server may shut its workers down without waiting for them
+    (retouch's pool, thumbor's forks), and none may outlive the run."""
+    children = process_tree(proc.pid)[1:] if proc.poll() is None else []
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # uvicorn and http.server both shut down cleanly on Ctrl-C
         try:
@@ -187,6 +190,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for pid in children:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 @contextmanager
@@ -231,20 +237,14 @@ def retouch_server(
     log = (home / "server.log").open("wb")
     # cwd=home: the settings also read a .env file from the working directory; the repo's must not leak in.
     proc = subprocess.Popen([*cmd, "--workers", str(workers)], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    pids: list[int] = []
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", proc)
         key = (home / "initial-api-key").read_text().strip()
         yield base, key, proc.pid
     finally:
-        pids = process_tree(proc.pid) if proc.poll() is None else []
         stop(proc)
         log.close()
-        # The pool is shut down without waiting; make sure no worker of ours outlives the run.
-        for pid in pids[1:]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
         if own_home:
             shutil.rmtree(home, ignore_errors=True)
 
@@ -330,6 +330,16 @@ def write_results(report: dict[str, Any], name: str, markdown: Callable[[dict[st
 
 
 Out = TypeVar("Out")
+
+
+def concurrently(clients: list[Any], fn: Callable[[Any], object]) -> None:
+    """``fn(client)`` for every client at once, then wait: a warm-up this way starts every worker of the server
+    (a pool starts one per concurrent request) and loads the pipeline in each before the clock runs."""
+    threads = [threading.Thread(target=fn, args=(client,)) for client in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 class Drive(NamedTuple, Generic[Out]):
