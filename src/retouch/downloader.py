@@ -59,14 +59,15 @@ def _reader(settings: Settings) -> InputReader:
     from retouch.net import guarded_client
 
     policy = fetch_policy(settings)
-    context = WorkContext.lazy(settings)
+    client = guarded_client(policy)
+    context = WorkContext.lazy(settings, http=client)  # its storages share this client, not a second one
 
     def catalog() -> StorageCatalog:
         storages = context.storages
         assert storages is not None
         return storages
 
-    return InputReader(catalog, policy, guarded_client(policy))
+    return InputReader(catalog, policy, client)
 
 
 def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> None:

@@ -52,7 +52,7 @@ class _Parts:
     http: httpx.Client
 
     @classmethod
-    def build(cls, settings: Settings) -> _Parts:
+    def build(cls, settings: Settings, http: httpx.Client | None = None) -> _Parts:
         from retouch.inputs import InputReader, fetch_policy
         from retouch.net import guarded_client
         from retouch.storage.secrets import SecretBox, load_or_create_key
@@ -64,7 +64,7 @@ class _Parts:
         box = SecretBox(load_or_create_key(settings.secret_key, settings.resolved_home))
         policy = fetch_policy(settings)
         storages = StorageCatalog(engine, box, policy, settings.storage_roots)
-        http = guarded_client(policy)
+        http = http or guarded_client(policy)
         inputs = InputReader(lambda: storages, policy, http)
         return cls(engine, TaskStore(engine), storages, inputs, box, policy, http)
 
@@ -73,9 +73,10 @@ class WorkContext:
     """The parts of one process. ``database=False`` (``retouch edit``/``retouch batch``): local files only,
     no store, no storages, no network: the parts below are then None."""
 
-    def __init__(self, settings: Settings, database: bool = True) -> None:
+    def __init__(self, settings: Settings, database: bool = True, http: httpx.Client | None = None) -> None:
         self.settings = settings
         self.database = database
+        self._http = http  # a guarded client the process made already (the download process): used, not copied
         self._parts: _Parts | None = None
         self._local_tmp: TmpStore | None = None
         self._shared_tmp: SharedTmpStore | None = None
@@ -98,9 +99,10 @@ class WorkContext:
         return context
 
     @classmethod
-    def lazy(cls, settings: Settings) -> WorkContext:
-        """The same parts, each built on first use (an image worker, the download process)."""
-        return cls(settings)
+    def lazy(cls, settings: Settings, http: httpx.Client | None = None) -> WorkContext:
+        """The same parts, each built on first use (an image worker, the download process); ``http``: the guarded
+        client to use instead of making a second one."""
+        return cls(settings, http=http)
 
     @classmethod
     def local(cls, settings: Settings) -> WorkContext:
@@ -112,7 +114,7 @@ class WorkContext:
         if self._parts is None:
             with self._lock:
                 if self._parts is None:
-                    self._parts = _Parts.build(self.settings)
+                    self._parts = _Parts.build(self.settings, self._http)
         return self._parts
 
     @property
