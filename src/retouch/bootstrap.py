@@ -104,7 +104,7 @@ def _metrics_dir(settings: Settings) -> str:
 
 def open_worker(settings: Settings, concurrency: int) -> WorkerRuntime:
     """`retouch worker`: ``concurrency`` image processes, the downloads and their process, and the router between
-    them and the Celery feeders (``executors/celery.py``)."""
+    them and the Celery consumer (``executors/celery.py``)."""
     from retouch.executors.celery import WorkerRuntime
 
     work = WorkContext.open(settings)

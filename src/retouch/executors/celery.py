@@ -2,9 +2,15 @@
 
 Only ids move. A worker runs items the way the embedded executor does: ``ItemRouter`` hands each to the image
 worker pool of the worker process - through a download first when its input crosses a network - and the pool
-runs the same :func:`retouch.work.runner.run_item`, so the job logic never forks. Celery's own pool is a couple
-of feeder threads that take a message when an image worker is free, route it, and return: a message never
+runs the same :func:`retouch.work.runner.run_item`, so the job logic never forks. Celery's own pool is ``solo``:
+the consumer's thread takes a message when an image worker is free, routes it, and acknowledges it: a message never
 holds a core, and an item waiting on a hanging origin holds only a download slot of the worker process.
+
+Why solo and not threads: with ``--pool=threads`` the acknowledgement runs on a pool thread, and when Redis
+restarts kombu reconnects on the consumer's thread at the same time; an ack that lands mid-reconnection finds the
+channel's connection gone (``AttributeError: 'NoneType' object has no attribute 'hostname'`` in kombu's
+``_connparams``), which Celery reports as an "Unrecoverable error" and stops the worker. On one thread the ack and
+the reconnection cannot interleave.
 
 Delivery is at-least-once and made exactly-once in effect by the store: the database is the source of truth.
 An item is RUNNING under a lease from the moment the dispatcher claims it; idempotent ``start_item`` and
@@ -40,8 +46,6 @@ __all__ = ["CeleryExecutor", "WorkerRuntime", "make_celery", "run_worker"]
 log = logging.getLogger("retouch.celery")
 TASK_NAME = "retouch.run_item"
 QUEUES = ("fast", "ai")
-#: Celery feeder threads per worker: each takes a message only when an image worker is free.
-FEEDERS = 2
 #: Items queued per image worker beyond the one it runs (as the local dispatcher).
 AHEAD = 1
 
@@ -61,7 +65,7 @@ class WorkerRuntime:
     metrics_server: MetricsServer | None = None
 
     def feed(self, item_id: int, kind: str, account_id: int, source: str) -> str:
-        """A feeder thread: wait until an image worker is free (or nearly), then route the item and return."""
+        """The consumer: wait until an image worker is free (or nearly), then route the item and return."""
         while self.pool.free_slots(ahead=AHEAD) <= 0:
             self.room.wait(timeout=0.2)
             self.room.clear()
@@ -140,9 +144,9 @@ def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) ->
         app.worker_main(
             [
                 "worker",
-                f"--concurrency={FEEDERS}",
+                "--concurrency=1",
                 f"--queues={','.join(queues)}",
-                "--pool=threads",
+                "--pool=solo",  # see the module docstring: acks on the consumer's thread
                 "--loglevel=INFO",
                 f"--hostname=retouch-{socket.gethostname()}-{os.getpid()}@%h",
                 "--without-gossip",
