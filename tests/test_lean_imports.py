@@ -41,18 +41,22 @@ def test_an_image_worker_loads_no_database_or_network_library_until_it_needs_one
 
 
 def test_the_download_process_loads_no_database_until_a_storage_input_comes() -> None:
-    watched = ["sqlalchemy", "cryptography", *IMAGE_STACK, *HTTPX_CLI]
+    # It gets its settings pickled (and its fetch policy as a plain dataclass): pydantic, too, loads only with the
+    # storages.
+    watched = ["sqlalchemy", "cryptography", "pydantic", "pydantic_settings", *IMAGE_STACK, *HTTPX_CLI]
     statement = (
-        "import os, tempfile\n"
+        "import os, pickle, subprocess, tempfile\n"
         "os.environ['RETOUCH_HOME'] = tempfile.mkdtemp()\n"
+        "code = 'import pickle, sys; from retouch.settings import Settings; from retouch.inputs import fetch_policy; "
+        "s = Settings(); sys.stdout.buffer.write(pickle.dumps((fetch_policy(s), pickle.dumps(s))))'\n"
+        "policy, settings = pickle.loads(subprocess.run([sys.executable, '-c', code], capture_output=True).stdout)\n"
         "from retouch.downloader import _reader\n"
-        "from retouch.settings import Settings\n"
-        "reader = _reader(Settings())"
+        "reader = _reader(policy, settings)"
     )
     assert _loaded(statement, watched) == []
     # ... and the catalog opens on first use, with the database behind it.
     used = statement + "\nreader.storages"
-    assert _loaded(used, ["sqlalchemy"]) == ["sqlalchemy"]
+    assert _loaded(used, ["sqlalchemy", "pydantic"]) == ["sqlalchemy", "pydantic"]
 
 
 def test_serve_migrates_a_new_database_in_a_child_and_never_loads_alembic_itself() -> None:

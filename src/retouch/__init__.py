@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from retouch.contracts import EditRequest, ImageOperations, OutputOptions
 from retouch.errors import *  # noqa: F403
 from retouch.errors import __all__ as _errors_all
 
@@ -19,6 +18,7 @@ from retouch.errors import __all__ as _errors_all
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:  # the image stack loads on the first edit(), not on `import retouch`
+    from retouch.contracts import EditRequest, ImageOperations, OutputOptions
     from retouch.pipeline import Encoded
 
 __all__ = ["__version__", "edit", "EditRequest", "ImageOperations", "OutputOptions", *_errors_all]
@@ -50,3 +50,17 @@ def edit(
 
 
 _limits: Any = None
+
+
+_CONTRACTS = ("EditRequest", "ImageOperations", "OutputOptions")
+
+
+def __getattr__(name: str) -> Any:
+    # The contract's models (pydantic: ~20 MB once built) load when first asked for, not on `import retouch`:
+    # every process imports this package, and the download process never validates a request
+    # (docs/performance.md, "Memory").
+    if name in _CONTRACTS:
+        from retouch import contracts
+
+        return getattr(contracts, name)
+    raise AttributeError(f"module 'retouch' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import pickle
 import signal
 import threading
 import uuid
@@ -30,11 +31,12 @@ from retouch.children import Child
 from retouch.errors import FetchError, RetouchError
 from retouch.handoff import Handoff
 from retouch.inputs import InputReader, fetch_policy
-from retouch.settings import Settings
-from retouch.work.context import WorkContext
 
 if TYPE_CHECKING:
+    from retouch.net import FetchPolicy
+    from retouch.settings import Settings
     from retouch.stores.storages import StorageCatalog
+    from retouch.work.context import WorkContext
 
 __all__ = ["DownloadProcess", "NetworkInputs"]
 
@@ -53,31 +55,39 @@ def _into_file(inputs: InputReader, account_id: int, source: str, path: Path, sp
     return name
 
 
-def _reader(settings: Settings) -> InputReader:
+def _reader(policy: FetchPolicy, settings: bytes) -> InputReader:
     """An input reader whose storages (SQLAlchemy, the secret box: ~15 MB) are opened on first use: a download
-    process serving URL inputs never imports them (docs/performance.md, "Memory")."""
+    process serving URL inputs never imports them. ``settings``: the service's ``Settings``, pickled; unpickled
+    with the storages, so a process that only fetches URLs never loads pydantic either (~13 MB; docs/performance.md,
+    "Memory")."""
     from retouch.net import guarded_client
 
-    policy = fetch_policy(settings)
     client = guarded_client(policy)
-    context = WorkContext.lazy(settings, http=client)  # its storages share this client, not a second one
+    context: list[WorkContext] = []
+    lock = threading.Lock()
 
     def catalog() -> StorageCatalog:
-        storages = context.storages
+        with lock:
+            if not context:
+                from retouch.work.context import WorkContext
+
+                # Its storages share this process's guarded client, not a second one.
+                context.append(WorkContext.lazy(pickle.loads(settings), http=client))
+        storages = context[0].storages
         assert storages is not None
         return storages
 
     return InputReader(catalog, policy, client)
 
 
-def _main(conn: Connection, settings: Settings, folder: str, threads: int) -> None:
+def _main(conn: Connection, policy: FetchPolicy, settings: bytes, folder: str, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process owns Ctrl-C
     # The same multi-MB socket buffers every download: from the heap, not fresh page-faulted mappings; one arena
     # for all the download threads, so they reuse one another's freed buffers (allocator.py).
     tune_malloc(arenas=1)
     # What reading an input needs - the guarded client now, the database (storages) and the secret box on the
     # first storage:// input; without the image stack.
-    inputs = _reader(settings)
+    inputs = _reader(policy, settings)
     send_lock = threading.Lock()
 
     def download(job: int, account_id: int, source: str, spare: str | None) -> None:
@@ -124,7 +134,8 @@ class DownloadProcess:
         self._start()
 
     def _start(self) -> None:
-        process = Child(_main, (self.settings, str(self.folder), self.threads), role="download")
+        args = (fetch_policy(self.settings), pickle.dumps(self.settings), str(self.folder), self.threads)
+        process = Child(_main, args, role="download")
         self._conn, self._process = process.conn, process
         threading.Thread(target=self._receive, args=(process.conn,), name="retouch-downloads-in", daemon=True).start()
 

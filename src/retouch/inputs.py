@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 
 from retouch.errors import LimitExceeded, RetouchError, StorageError
 from retouch.net import FetchPolicy, fetch
-from retouch.settings import Settings
 from retouch.storage.base import ObjectMissing, retry
 from retouch.storage.registry import parse_storage_uri
 
 if TYPE_CHECKING:
     import httpx
 
+    from retouch.settings import Settings
     from retouch.stores.storages import StorageCatalog
 
 __all__ = ["InputReader", "fetch_policy"]

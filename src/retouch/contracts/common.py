@@ -11,6 +11,8 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from retouch.keys import BAD_KEY_CHARS, key_problem
+
 __all__ = [
     "HEX_COLOR_RE",
     "MAX_PERCENT",
@@ -106,37 +108,12 @@ def _clip(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text)} characters)"
 
 
-#: Characters no key may hold: control characters (a NUL ends a C string; file systems and S3 refuse or
-#: mangle the rest) and the backslash (a second separator on some systems and in S3 tooling).
-_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
-#: S3 and GCS keys are at most 1,024 bytes of UTF-8; file names at most 255 bytes (NAME_MAX).
-MAX_KEY_BYTES = 1024
-MAX_SEGMENT_BYTES = 255
-
-
-def key_problem(key: str) -> str | None:
-    """Why ``key`` (a path inside a storage, already URL-decoded) cannot be used, or None."""
-    if _BAD_KEY_CHARS.search(key):
-        return "control characters and backslashes cannot be used in a storage path"
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        return f"a storage path may be at most {MAX_KEY_BYTES} bytes long"
-    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for part in key.split("/")):
-        return f"a file or folder name may be at most {MAX_SEGMENT_BYTES} bytes long"
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a storage path must be valid UTF-8"
-    if any(part == ".." for part in key.split("/")):
-        return "'..' segments cannot be used"
-    return None
-
-
 def storage_uri_problem(uri: str) -> str | None:
     """Why ``storage://name/path`` cannot be used, checked at the edge so the answer names the field."""
     name, _, path = uri[len("storage://") :].partition("/")
     if not name:
         return "the storage URI names no storage"
-    if _BAD_KEY_CHARS.search(unquote(name)):
+    if BAD_KEY_CHARS.search(unquote(name)):
         return "control characters cannot be used in a storage name"
     return key_problem(unquote(path))
 

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
-from retouch.contracts.common import key_problem
 from retouch.errors import StorageError
 from retouch.formats import is_image_name
+from retouch.keys import key_problem
 
 __all__ = [
     "Connector",
