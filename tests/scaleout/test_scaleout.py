@@ -87,6 +87,33 @@ def test_worker_sigkill_mid_batch(celery_topology: CeleryTopology) -> None:
     _check_exactly_once(topology, view, "killed", 200)
 
 
+def test_worker_sigterm_mid_batch_finishes_its_items_and_gives_the_rest_back(celery_topology: CeleryTopology) -> None:
+    """A deploy or a scale-down stops a worker with SIGTERM: it finishes what runs, gives its queued items back at
+    once (not after the lease), exits 0, and the batch completes exactly once on the others."""
+    topology = celery_topology
+    topology.add_local_storage("stopped-out")
+    task_id = _submit(topology, "stopped", 60, {"resizing": {"width": 400}, "adjustments": {"hdr": 50}})
+    deadline = time.monotonic() + 120
+    while _view(topology, task_id)["progress"]["done"] < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    started = time.monotonic()
+    try:
+        code = topology.stop_worker(0)
+        stopping = time.monotonic() - started
+        assert code == 0, topology.describe_workers()
+        # Running items finish (each well under a second here); nothing waits for the Celery consumer.
+        assert stopping < 20, stopping
+        view = _wait(topology, task_id, timeout=120)
+        finished = time.monotonic() - started
+        print(f"SIGTERM: worker stopped in {stopping:.1f} s, batch done {finished:.1f} s after")
+        # Given back, not abandoned: abandoned items would wait for their lease (15 s here) to run again.
+        assert finished < 12, finished
+    finally:
+        topology.start_worker(0)
+    _check_exactly_once(topology, view, "stopped", 60)
+
+
 def test_redis_restart_mid_batch(celery_topology: CeleryTopology, redis_server: RedisServer) -> None:
     topology = celery_topology
     topology.add_local_storage("restart-out")

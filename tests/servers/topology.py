@@ -141,6 +141,11 @@ class CeleryTopology:
             parts.append(f"--- worker {index} (pid {process.pid}, {state}, metrics port {port}):\n{log}")
         return "\n".join(parts)
 
+    def stop_worker(self, index: int, timeout: float = 60) -> int:
+        """SIGTERM worker ``index`` (its process group, as compose stop or systemd would) and wait: its exit code."""
+        os.killpg(self.workers[index].pid, signal.SIGTERM)
+        return self.workers[index].wait(timeout=timeout)
+
     def kill_worker(self, index: int) -> None:
         """SIGKILL the whole worker (Celery's main process and its pool child), mid-item."""
         os.killpg(self.workers[index].pid, signal.SIGKILL)
