@@ -59,6 +59,14 @@ def _wait(
     return full
 
 
+def _until_done(topology: CeleryTopology, task_id: int, count: int) -> None:
+    """Wait until ``count`` items of the task are done: the moment a test breaks something mid-batch."""
+    deadline = time.monotonic() + 120
+    while _view(topology, task_id)["progress"]["done"] < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
 def _check_exactly_once(topology: CeleryTopology, view: dict[str, Any], folder: str, count: int) -> None:
     assert view["status"] == "DONE", view["errors"][:3]
     assert view["progress"] == {"total": count, "done": count, "failed": 0}
@@ -75,10 +83,7 @@ def test_worker_sigkill_mid_batch(celery_topology: CeleryTopology) -> None:
     topology = celery_topology
     topology.add_local_storage("killed-out")
     task_id = _submit(topology, "killed", 200, {"resizing": {"width": 400}})
-    deadline = time.monotonic() + 120
-    while _view(topology, task_id)["progress"]["done"] < 20:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    _until_done(topology, task_id, 20)
     topology.kill_worker(0)  # SIGKILL, mid-item: its claimed and prefetched items are orphaned
     try:
         view = _wait(topology, task_id)
@@ -93,10 +98,7 @@ def test_worker_sigterm_mid_batch_finishes_its_items_and_gives_the_rest_back(cel
     topology = celery_topology
     topology.add_local_storage("stopped-out")
     task_id = _submit(topology, "stopped", 60, {"resizing": {"width": 400}, "adjustments": {"hdr": 50}})
-    deadline = time.monotonic() + 120
-    while _view(topology, task_id)["progress"]["done"] < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    _until_done(topology, task_id, 5)
     started = time.monotonic()
     try:
         code = topology.stop_worker(0)
@@ -118,10 +120,7 @@ def test_redis_restart_mid_batch(celery_topology: CeleryTopology, redis_server: 
     topology = celery_topology
     topology.add_local_storage("restart-out")
     task_id = _submit(topology, "restart", 80, {"resizing": {"width": 400}, "adjustments": {"hdr": 50}})
-    deadline = time.monotonic() + 120
-    while _view(topology, task_id)["progress"]["done"] < 5:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    _until_done(topology, task_id, 5)
     redis_server.restart()  # no persistence: every queued message is gone
     try:
         view = _wait(topology, task_id, alive=True)
