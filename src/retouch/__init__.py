@@ -14,7 +14,7 @@ from retouch.errors import __all__ as _errors_all
 # typer installs them; retouch never runs httpx's CLI, and two long-lived processes (the API, the download process)
 # import httpx. httpx itself handles an ImportError here (its `main` then says to install httpx[cli]), so this
 # only keeps that import out (docs/performance.md, "Memory"). Set before any of our modules imports httpx (the
-# two imports above do not).
+# import above does not).
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:  # the image stack loads on the first edit(), not on `import retouch`
