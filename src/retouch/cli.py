@@ -298,7 +298,9 @@ def worker(
     ] = "fast,ai",
 ) -> None:
     """Scale-out: a Celery worker that runs items (RETOUCH_BROKER_URL, RETOUCH_DATABASE_URL). Stops on SIGTERM."""
-    from retouch.executors.celery import QUEUES, run_worker
+    from retouch.executors.celery import QUEUES, hold_sigterm, run_worker
+
+    hold_sigterm()  # a stop from now on exits 0, also before Celery is up
 
     settings = Settings()
     if settings.executor != "celery" or not settings.broker_url:

@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import logging
 import pickle
-import signal
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,7 +80,6 @@ def _reader(policy: FetchPolicy, settings: bytes) -> InputReader:
 
 
 def _main(conn: Connection, policy: FetchPolicy, settings: bytes, folder: str, threads: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the API process owns Ctrl-C
     # The same multi-MB socket buffers every download: from the heap, not fresh page-faulted mappings; one arena
     # for all the download threads, so they reuse one another's freed buffers (allocator.py).
     tune_malloc(arenas=1)

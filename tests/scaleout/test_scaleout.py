@@ -112,8 +112,33 @@ def test_worker_sigterm_mid_batch_finishes_its_items_and_gives_the_rest_back(cel
         # Given back, not abandoned: abandoned items would wait for their lease (15 s here) to run again.
         assert finished < 12, finished
     finally:
+        if topology.workers[0].poll() is None:
+            topology.kill_worker(0)  # it did not stop: the next tests need a fresh one, not a second one
         topology.start_worker(0)
     _check_exactly_once(topology, view, "stopped", 60)
+
+
+def test_worker_sigterm_while_starting_exits_0(celery_topology: CeleryTopology) -> None:
+    """A deploy can stop a worker that has only just started (a rollout replaced too soon, a scale-up undone): it
+    holds no item yet, so it stops cleanly, at any point of its start, and not by dying of the signal (-15).
+    Session 8's CI met this by chance: the previous test restarted worker 0, and SIGTERM came before Celery had
+    installed its own handler."""
+    topology = celery_topology
+    assert topology.stop_worker(0) == 0  # the one running since the topology started
+    codes = []
+    try:
+        for delay in (0.0, 0.3, 0.8):
+            topology.start_worker(0)  # returns once the worker serves /metrics, before Celery has started
+            time.sleep(delay)
+            started = time.monotonic()
+            code = topology.stop_worker(0)
+            assert code == 0, f"delay {delay}: {topology.describe_workers()}"
+            assert time.monotonic() - started < 20
+            codes.append(code)
+    finally:
+        if topology.workers[0].poll() is not None:
+            topology.start_worker(0)
+    assert codes == [0, 0, 0]
 
 
 def test_redis_restart_mid_batch(celery_topology: CeleryTopology, redis_server: RedisServer) -> None:

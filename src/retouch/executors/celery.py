@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, signals
+from celery.worker import state as celery_state
 
 from retouch import tracing
 from retouch.downloader import DownloadProcess
@@ -41,7 +43,7 @@ from retouch.settings import Settings
 from retouch.stores.tasks import TaskStore
 from retouch.work.context import WorkContext
 
-__all__ = ["CeleryExecutor", "WorkerRuntime", "make_celery", "run_worker"]
+__all__ = ["CeleryExecutor", "WorkerRuntime", "hold_sigterm", "make_celery", "run_worker"]
 
 log = logging.getLogger("retouch.celery")
 TASK_NAME = "retouch.run_item"
@@ -118,12 +120,33 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def hold_sigterm() -> None:
+    """From now until Celery installs its own handler, SIGTERM asks for the warm shutdown instead of killing.
+
+    Celery installs its SIGTERM handler late, once the worker is set up, a second or more after `retouch worker`
+    starts its image processes and serves /metrics. A deploy that stops a worker in that window (a rollout replaced
+    too soon, a scale-up undone) killed it with the signal: exit -15, which supervisors and CI count as a crash.
+    This handler does what Celery's warm-shutdown handler does - set ``celery.worker.state.should_stop`` - which the
+    consumer checks before connecting, between connection retries and in its loop; ``run_worker`` checks it before
+    starting Celery at all. The worker then exits 0: at that point it holds no item."""
+
+    def _stop(signum: int, frame: object) -> None:
+        celery_state.should_stop = 0  # Celery's EX_OK: a warm shutdown
+
+    signal.signal(signal.SIGTERM, _stop)
+
+
 def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) -> None:
     """`retouch worker`: a Celery worker in the foreground feeding ``runtime`` (built by ``bootstrap.open_worker``);
     SIGTERM finishes the running items, gives the queued ones back, then exits."""
     global _runtime
     app = make_celery(settings)
     _runtime = runtime
+    if celery_state.should_stop is not None:  # stopped (hold_sigterm) while the runtime was being built
+        log.info("stopped before the Celery worker started")
+        _runtime = None
+        runtime.close()
+        return
 
     @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _stop(**_: Any) -> None:

@@ -19,7 +19,6 @@ import heapq
 import itertools
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -78,8 +77,6 @@ def _worker_main(
     initargs: tuple[Any, ...],
     finalizer: Callable[[], None] | None = None,
 ) -> None:
-    # The API process owns Ctrl-C; a worker must finish (or be killed), not die mid-write on SIGINT.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     started = initializer(*initargs) if initializer is not None else None
     # Say so once the image stack is loaded: /readyz waits for it, and a job's deadline starts here, not at spawn.
     # What the initializer returned (the libvips version) rides along: the API process never loads the stack.
