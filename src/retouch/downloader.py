@@ -8,7 +8,9 @@ pipe and gets back the path of a handoff file the body was streamed into, or the
 
 The process builds what reading an input needs (storages, the guarded HTTP client; not the image stack) and
 runs up to ``threads`` downloads at once. If it dies, the downloads in flight fail with a message that
-says so and a new process is started; the API process keeps the limits and the order (``Downloads``).
+says so and a new process is started; the API process keeps the limits and the order (``Downloads``). When its
+owner stops, it exits at once without waiting for the downloads in flight, which fail with ``ShuttingDown``: their
+items go back to the store rather than failing.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import pickle
 import threading
 import uuid
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from retouch import metrics
 from retouch.allocator import tune_malloc
 from retouch.children import Child
-from retouch.errors import FetchError, RetouchError
+from retouch.errors import FetchError, RetouchError, ShuttingDown
 from retouch.handoff import Handoff
 from retouch.inputs import InputReader, fetch_policy
 
@@ -111,15 +114,21 @@ def _main(conn: Connection, policy: FetchPolicy, settings: bytes, folder: str, t
         with send_lock:
             conn.send(reply)
 
-    with ThreadPoolExecutor(threads, thread_name_prefix="retouch-download") as pool:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                return
-            if message is None:
-                return
-            pool.submit(download, *message)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="retouch-download")
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            message = None  # the parent is gone
+        if message is None:
+            break
+        pool.submit(download, *message)
+    # Asked to stop (or orphaned): the parent gives back the items of the downloads still in flight (ShuttingDown),
+    # so waiting for them - a hanging origin holds one for the whole fetch timeout - would only delay the stop
+    # (the parent waited 5 s, then killed this process). A half-written handoff file goes with the handoff folder.
+    pool.shutdown(wait=False, cancel_futures=True)
+    logging.shutdown()
+    os._exit(0)
 
 
 class DownloadProcess:
@@ -145,7 +154,7 @@ class DownloadProcess:
         future: Future[tuple[Path | bytes, str]] = Future()
         with self._lock:
             if self._closed:
-                raise FetchError("The service is shutting down.")
+                raise ShuttingDown("The service is shutting down; try again.")
             job = next(self._ids)
             self._pending[job] = future
             try:
@@ -178,7 +187,10 @@ class DownloadProcess:
                 log.error("the download process stopped; starting a new one")
                 self._start()
         for future in pending.values():
-            future.set_exception(FetchError("The download process stopped while fetching this input; try again."))
+            if self._closed:  # our own stop: the item is given back, not failed
+                future.set_exception(ShuttingDown("The service is shutting down; try again."))
+            else:
+                future.set_exception(FetchError("The download process stopped while fetching this input; try again."))
 
     def close(self) -> None:
         with self._lock:

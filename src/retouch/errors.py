@@ -26,6 +26,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "RetouchError",
+    "ShuttingDown",
     "StorageError",
     "ValidationFailed",
 ]
@@ -167,3 +168,9 @@ class FetchError(StorageError):
 
     code = "4002"
     error_type = "web"
+
+
+class ShuttingDown(FetchError):
+    """A download cut off because this process stops: not the input's fault. A sync request answers with it (the
+    same envelope as any fetch error: try again); an async or batch item goes back to the store for the next
+    worker instead of failing."""

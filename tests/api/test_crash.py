@@ -1,5 +1,6 @@
 """Kill the server (SIGKILL, whole process group) in the middle of a batch, start it again: the batch
-completes, every input exactly once in the results, no partial output file."""
+completes, every input exactly once in the results, no partial output file. Stop it (SIGTERM) while items wait on
+their origin: none of them fails, the next start runs them."""
 
 from __future__ import annotations
 
@@ -15,16 +16,18 @@ import httpx
 import pyvips
 
 from tests.conftest import FIXTURES, free_port, wait_healthy
+from tests.servers.origins import GatedOrigin
 
 ITEMS = 60
 
 
-def _start(home: Path, port: int) -> subprocess.Popen[str]:
+def _start(home: Path, port: int, **settings: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "RETOUCH_HOME": str(home),
         "RETOUCH_RATE_LIMIT_PER_MINUTE": "0",
         "RETOUCH_RATE_LIMIT_PER_SECOND": "0",
+        **settings,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "retouch", "serve", "--port", str(port), "--workers", "2"],
@@ -102,11 +105,69 @@ def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
         assert image.width == 800 and image.avg() > 0  # decodes completely
 
 
-def _get_offline_done(home: Path) -> int:
+def test_sigterm_while_inputs_download_then_restart(tmp_path: Path) -> None:
+    """A stop while batch items wait on a slow origin - some downloading, some waiting for a download slot - fails
+    none of them: they go back to the store, and the next start runs each once. (Before, the downloads cut off by
+    the stop failed their items with "the download process stopped".)"""
+    home = tmp_path / "home"
+    port = free_port()
+    settings = {"RETOUCH_FETCH_ALLOW_HOSTS": "127.0.0.1", "RETOUCH_FETCH_PER_HOST": "2"}
+    origin = GatedOrigin((FIXTURES / "coffee.jpg").read_bytes())
+    proc = _start(home, port, **settings)
+    try:
+        key = (home / "initial-api-key").read_text().strip()
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/image/edit/batch",
+            json={
+                "input": [origin.url(f"g{k}.jpg") for k in range(8)],
+                "operations": {"resizing": {"width": 200}},
+                "output": "storage://local/gated/",
+            },
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        task_id = response.json()["data"]["id"]
+        deadline = time.monotonic() + 30
+        while len(origin.requests) < 2:  # two downloads in flight (the per-host limit), the rest wait
+            assert time.monotonic() < deadline, origin.requests
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert _count(home, "RUNNING") >= 2
+        stopping = time.monotonic()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)  # -15: uvicorn shuts down gracefully, then re-raises the signal it caught
+        stopped = time.monotonic() - stopping
+        # Downloads in flight are not waited for (their items go back): well inside the 30-s fetch timeout.
+        assert stopped < 10, stopped
+        assert _count(home, "ERROR") == 0
+        assert _count(home, "RUNNING") == 0  # given back, not left to a lease
+        origin.gate.set()
+        proc = _start(home, port, **settings)
+        deadline = time.monotonic() + 60
+        while (view := _get(port, key, task_id))["status"] not in ("DONE", "ERROR"):
+            assert time.monotonic() < deadline, view["progress"]
+            time.sleep(0.2)
+    finally:
+        origin.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    assert view["status"] == "DONE", view["errors"]
+    assert view["progress"] == {"total": 8, "done": 8, "failed": 0}
+    names = sorted(p.name for p in (home / "storage" / "default" / "gated").iterdir() if not p.name.startswith("."))
+    assert names == [f"g{k}.jpg" for k in range(8)]
+
+
+def _count(home: Path, status: str) -> int:
     import sqlite3
 
     db = sqlite3.connect(home / "retouch.db")
     try:
-        return int(db.execute("SELECT count(*) FROM items WHERE status = 'DONE'").fetchone()[0])
+        return int(db.execute("SELECT count(*) FROM items WHERE status = ?", (status,)).fetchone()[0])
     finally:
         db.close()
+
+
+def _get_offline_done(home: Path) -> int:
+    return _count(home, "DONE")

@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, inspect, text
 from retouch.api.ratelimit import RedisRateLimiter
 from tests.api.test_slow_origins import Tarpit
 from tests.conftest import FIXTURES
+from tests.servers.origins import GatedOrigin
 from tests.servers.services import PostgresServer, RedisServer
 from tests.servers.topology import CeleryTopology
 
@@ -116,6 +117,79 @@ def test_worker_sigterm_mid_batch_finishes_its_items_and_gives_the_rest_back(cel
             topology.kill_worker(0)  # it did not stop: the next tests need a fresh one, not a second one
         topology.start_worker(0)
     _check_exactly_once(topology, view, "stopped", 60)
+
+
+def _downloads(port: int) -> tuple[float, float]:
+    """A worker's downloads (waiting, in flight), from its own /metrics."""
+    headers = {"Authorization": f"Bearer {CeleryTopology.METRICS_TOKEN}"}
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=headers, timeout=10).text
+    found = {"retouch_queue_depth": 0.0, "retouch_in_flight": 0.0}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in found and 'queue="downloads"' in line and 'executor="celery-worker"' in line:
+            found[name] += float(line.rsplit(" ", 1)[1])
+    return found["retouch_queue_depth"], found["retouch_in_flight"]
+
+
+def test_worker_sigterm_gives_back_the_items_in_its_downloads(celery_topology: CeleryTopology) -> None:
+    """Items a stopping worker holds in its downloads - one fetching, others waiting for a slot - go back to the
+    store when it stops, not when their lease runs out; they then run once, on the other worker. This is the
+    give-back path itself: items in the image pool's queue are rarely there to give back at SIGTERM."""
+    topology = celery_topology
+    origin = GatedOrigin((FIXTURES / "coffee.jpg").read_bytes())
+    try:
+        assert topology.stop_worker(0) == 0
+        topology.start_worker(0, RETOUCH_FETCH_PER_HOST="1")  # one download at a time: the others wait in its queue
+        # Worker 0 alone takes the batch (the dispatch window, 6, holds all of it), then worker 1 comes back.
+        assert topology.stop_worker(1) == 0
+        topology.add_local_storage("gated-out")
+        submitted = time.monotonic()
+        with topology.client() as client:
+            response = client.post(
+                "/v1/image/edit/batch",
+                json={
+                    "input": [origin.url(f"g{k}.jpg") for k in range(6)],
+                    "operations": {"resizing": {"width": 200}},
+                    "output": "storage://gated-out/",
+                },
+            )
+        assert response.status_code == 200, response.text
+        task_id = response.json()["data"]["id"]
+        deadline = time.monotonic() + 30
+        while True:
+            waiting, fetching = held = _downloads(topology.worker_metrics_ports[0])
+            if waiting >= 1 and fetching >= 1:
+                break
+            assert time.monotonic() < deadline, held
+            time.sleep(0.1)
+        topology.start_worker(1)
+        stopping = time.monotonic()
+        code = topology.stop_worker(0)
+        stopped = time.monotonic()
+        assert code == 0, topology.describe_workers()
+        origin.gate.set()
+        view = _wait(topology, task_id, timeout=60)
+        done = time.monotonic()
+        print(
+            f"worker holding {waiting:.0f} waiting + {fetching:.0f} fetching downloads stopped in "
+            f"{stopped - stopping:.1f} s; batch done {done - stopped:.1f} s after, {done - submitted:.1f} s after "
+            f"the POST"
+        )
+        # It does not wait for the downloads in flight (a hanging origin would hold it for the fetch timeout).
+        assert stopped - stopping < 5, stopped - stopping  # it took 5.9 s when it did
+        # An abandoned item would run again only once its lease (15 s from its claim, after the POST) ran out.
+        assert done - submitted < 13, done - submitted
+        assert view["status"] == "DONE", view["errors"][:3]
+        assert view["progress"] == {"total": 6, "done": 6, "failed": 0}
+        out = topology.shared / "gated-out"
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [f"g{k}.jpg" for k in range(6)]
+    finally:
+        origin.close()
+        for index in (0, 1):
+            if topology.workers[index].poll() is None and index == 0:
+                topology.kill_worker(0)  # it runs with a setting of its own
+            if topology.workers[index].poll() is not None:
+                topology.start_worker(index)
 
 
 def test_worker_sigterm_while_starting_exits_0(celery_topology: CeleryTopology) -> None:

@@ -105,15 +105,20 @@ class CeleryTopology:
         self.logs[process.pid] = path
         return process
 
-    def start_worker(self, index: int) -> None:
-        """Start worker ``index`` and wait until it serves its /metrics (it has built its runtime); a worker that
-        exits instead fails here, with its log."""
+    def start_worker(self, index: int, **env: str) -> None:
+        """Start worker ``index`` (``env``: settings of its own) and wait until it serves its /metrics (it has built
+        its runtime); a worker that exits instead fails here, with its log."""
         if index < len(self.workers):
             # A second worker in the slot would orphan the first: it would go on consuming, unseen by the tests.
             assert self.workers[index].poll() is not None, f"worker {index} is running: stop it first"
         port = free_port()
         process = self._spawn(
-            "worker", "--concurrency", "1", home=self.root / f"worker-{index}", RETOUCH_WORKER_METRICS_PORT=str(port)
+            "worker",
+            "--concurrency",
+            "1",
+            home=self.root / f"worker-{index}",
+            RETOUCH_WORKER_METRICS_PORT=str(port),
+            **env,
         )
         if index < len(self.workers):
             self.workers[index], self.worker_metrics_ports[index] = process, port

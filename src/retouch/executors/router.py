@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from retouch.downloads import DownloadFailed, Downloads, Fetched
-from retouch.errors import RetouchError
+from retouch.errors import RetouchError, ShuttingDown
 from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
 from retouch.handoff import Handoff
 from retouch.stores.tasks import TaskStore
@@ -76,6 +76,9 @@ class ItemRouter:
         fetched: Fetched
         try:
             fetched = download.result()[0]
+        except ShuttingDown:  # this process stopped mid-download: not the input's fault, the next worker runs it
+            self.store.release([item_id])
+            return
         except RetouchError as exc:
             fetched = DownloadFailed(exc.public_message, exc)
         except Exception:
