@@ -159,14 +159,63 @@ def test_sigterm_while_inputs_download_then_restart(tmp_path: Path) -> None:
     assert names == [f"g{k}.jpg" for k in range(8)]
 
 
-def _count(home: Path, status: str) -> int:
+def test_sigterm_mid_item_gives_it_back_without_counting_an_attempt(tmp_path: Path) -> None:
+    """An item running past the API's 2-s drain when the server stops is killed and given back: PENDING, its
+    attempt not counted (three restarts during one long item used to fail it as a poison input), nothing ERROR."""
+    home = tmp_path / "home"
+    port = free_port()
+    proc = _start(home, port)
+    try:
+        key = (home / "initial-api-key").read_text().strip()
+        folder = home / "storage" / "default" / "slow"
+        folder.mkdir(parents=True)
+        for k in range(2):
+            (folder / f"s{k}.jpg").write_bytes((FIXTURES / "coffee.jpg").read_bytes())  # 600x400
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/v1/image/edit/batch",
+            # Seconds of CPU per item (a 2x neural enlargement): well past the drain.
+            json={
+                "input": "storage://local/slow/",
+                "operations": {"restorations": {"upscale": "smart_enhance"}, "resizing": {"width": 1200}},
+                "output": "storage://local/slow-out/",
+            },
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        deadline = time.monotonic() + 60
+        while _begun(home) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert _count(home, "ERROR") == 0 and _count(home, "RUNNING") == 0
+    assert _count(home, "DONE") == 0, "an item finished within the drain: the test proves nothing"
+    assert _attempts(home) == 0
+
+
+def _query(home: Path, sql: str, *args: str) -> int:
     import sqlite3
 
     db = sqlite3.connect(home / "retouch.db")
     try:
-        return int(db.execute("SELECT count(*) FROM items WHERE status = ?", (status,)).fetchone()[0])
+        return int(db.execute(sql, args).fetchone()[0] or 0)
     finally:
         db.close()
+
+
+def _begun(home: Path) -> int:
+    return _query(home, "SELECT count(*) FROM items WHERE started_at IS NOT NULL")
+
+
+def _attempts(home: Path) -> int:
+    return _query(home, "SELECT sum(attempts) FROM items")
+
+
+def _count(home: Path, status: str) -> int:
+    return _query(home, "SELECT count(*) FROM items WHERE status = ?", status)
 
 
 def _get_offline_done(home: Path) -> int:

@@ -9,7 +9,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from retouch.executors.pool import PREFETCH_MAX_BYTES, DeadlineExceeded, WorkerCrashed, WorkerPool
+from retouch.executors.pool import PREFETCH_MAX_BYTES, DeadlineExceeded, PoolShutDown, WorkerCrashed, WorkerPool
 
 
 def _pid_after(seconds: float) -> int:
@@ -132,6 +132,33 @@ def test_shutdown_ends_every_future() -> None:
     for future in futures:
         with pytest.raises((WorkerCrashed, CancelledError)):
             future.result(timeout=30)
+
+
+def test_a_draining_shutdown_lets_running_jobs_answer_and_cancels_the_queue() -> None:
+    """`retouch worker` on SIGTERM: the job running and the one sent ahead into the worker's pipe finish and answer
+    as usual (before, they failed the moment the pool closed while their worker went on running them); the job
+    still queued is cancelled at once."""
+    pool = WorkerPool(1, default_deadline=30)
+    pool.submit(_echo, 0).result(timeout=30)
+    futures = [pool.submit(_pid_after, 0.8) for _ in range(3)]  # running, sent ahead, queued
+    time.sleep(0.3)
+    started = time.monotonic()
+    pool.shutdown(wait_for_running=True)
+    assert time.monotonic() - started < 10
+    assert futures[0].result(timeout=0) == futures[1].result(timeout=0)  # both ran, on the one worker
+    assert futures[2].cancelled()
+
+
+def test_a_shutdown_cuts_what_outlives_the_drain_with_pool_shut_down() -> None:
+    pool = WorkerPool(1, default_deadline=60)
+    pool.submit(_echo, 0).result(timeout=30)
+    future = pool.submit(_pid_after, 30)
+    time.sleep(0.3)
+    started = time.monotonic()
+    pool.shutdown()  # the API process: 2 s, then the worker is killed
+    assert 1.5 < time.monotonic() - started < 8
+    with pytest.raises(PoolShutDown):
+        future.result(timeout=0)
 
 
 def _slow_start(seconds: float) -> None:

@@ -127,6 +127,27 @@ def test_an_input_that_killed_max_attempts_workers_fails_with_a_message(engine: 
     assert store.get(1, task_id, "batch").status == TaskStatus.ERROR
 
 
+def test_items_cut_by_a_stop_go_back_without_counting_an_attempt(engine: Engine) -> None:
+    """A stopping worker gives back what it began (PoolShutDown): restarts during one long item must never add up
+    to a poison input, and an item only claimed (sent ahead, never begun) keeps its count too."""
+    store = TaskStore(engine)
+    _task_id, ids = _batch(store, 3)
+    for _ in range(5):  # five stops in the middle of the same item
+        assert store.start_item(ids[0], lease_seconds=60, max_attempts=3) is not None
+        store.give_back(ids[0])
+        item = _item(store, ids[0])
+        assert (item.status, item.attempts, item.started_at, item.lease_until) == (ItemStatus.PENDING, 0, None, None)
+    store.start_item(ids[1], lease_seconds=60)
+    store.requeue(ids[1], max_attempts=5, error="worker died")  # a real crash counts
+    store.claim(10, lease_seconds=60)  # claimed again (RUNNING, not begun): given back, still one attempt
+    store.give_back(ids[1])
+    assert (_item(store, ids[1]).status, _item(store, ids[1]).attempts) == (ItemStatus.PENDING, 1)
+    store.start_item(ids[2], lease_seconds=60)
+    store.finish_item(ids[2], OUTCOME, None, None)
+    store.give_back(ids[2])  # finished meanwhile: left alone
+    assert (_item(store, ids[2]).status, _item(store, ids[2]).attempts) == (ItemStatus.DONE, 1)
+
+
 def test_a_cancelled_task_starts_nothing(engine: Engine) -> None:
     store = TaskStore(engine)
     task_id, ids = _batch(store, 2)

@@ -55,6 +55,16 @@ class DeadlineExceeded(Exception):
     """The task ran past its deadline; its worker was killed."""
 
 
+class PoolShutDown(WorkerCrashed):
+    """The pool stopped before the task ended: the service is stopping, which is not the input's fault (an item
+    cut this way goes back to the store without counting an attempt)."""
+
+
+#: How long ``shutdown`` lets running jobs finish: a stopping `retouch worker` (SIGTERM) drains, the API process
+#: only briefly (its items are resumed at the next start).
+DRAIN_SECONDS = {True: 30.0, False: 2.0}
+
+
 @dataclass(order=True)
 class _Job:
     priority: int
@@ -146,6 +156,7 @@ class WorkerPool:
         self._lock = threading.RLock()
         self._wake_r, self._wake_w = socket.socketpair()
         self._closed = False
+        self._drain_until = 0.0  # set by shutdown
         self._workers = [self._spawn() for _ in range(self.size)]
         self._thread = threading.Thread(target=self._supervise, name="retouch-pool", daemon=True)
         self._thread.start()
@@ -197,23 +208,41 @@ class WorkerPool:
         return [w.process.pid for w in self._workers if w.process.pid is not None]
 
     def shutdown(self, wait_for_running: bool = False) -> None:
+        """Stop: queued jobs are cancelled at once; running ones (and those sent ahead into a worker's pipe) get
+        ``DRAIN_SECONDS`` to finish and answer as usual; what is still running then is killed and fails with
+        ``PoolShutDown``. Before, running jobs failed the moment the pool closed, while their workers went on
+        running them: the item went back to the store as if its worker had crashed (an attempt counted), and
+        another worker could start it again before the first one finished."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            self._drain_until = time.monotonic() + DRAIN_SECONDS[wait_for_running]
             queued, self._queue = self._queue, []
         for job in queued:
             # A job put back from a dead worker is already running: cancel() cannot end it.
             if not job.future.cancel() and not job.future.done():
-                job.future.set_exception(WorkerCrashed("the pool was shut down"))
+                job.future.set_exception(PoolShutDown("the pool was shut down"))
         self._wake()
-        self._thread.join(timeout=30 if wait_for_running else 2)
-        for worker in self._workers:
+        self._thread.join(timeout=DRAIN_SECONDS[wait_for_running] + 5)
+        with self._lock:
+            workers, leftover = list(self._workers), self._queue
+        # An idle worker ends once its deferred work (the last item's write and record, spans) is done; one still
+        # running a job past the drain time is killed at once.
+        idle = [worker for worker in workers if all(job.future.done() for job in worker.jobs)]
+        for worker in idle:
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
-            worker.process.join(timeout=2 if not wait_for_running else 30)
+        ends = time.monotonic() + DRAIN_SECONDS[wait_for_running]
+        for worker in workers:
+            if worker in idle:
+                worker.process.join(timeout=max(0.0, ends - time.monotonic()))
             worker.kill()
             metrics.process_dead(worker.process.pid)
+        # Only now, with no worker left to finish them, do the jobs still open fail.
+        for job in [*leftover, *(job for worker in workers for job in worker.jobs)]:
+            if not job.future.done():
+                job.future.set_exception(PoolShutDown("the pool was shut down"))
         self._wake_r.close()
         self._wake_w.close()
 
@@ -276,14 +305,15 @@ class WorkerPool:
         while True:
             with self._lock:
                 closed = self._closed
-            if closed:
-                for worker in self._workers:
-                    for job in worker.jobs:
-                        if not job.future.done():
-                            job.future.set_exception(WorkerCrashed("the pool was shut down"))
-                return
-            self._assign()
+                busy = any(w.jobs for w in self._workers)
+            if closed and (not busy or time.monotonic() >= self._drain_until):
+                return  # shutdown() ends the workers and fails what they did not finish
+            if not closed:
+                self._assign()
             timeout = self._next_deadline_in()
+            if closed:  # draining: collect answers until the running jobs end or the drain time is up
+                left = max(0.0, self._drain_until - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
             ready = wait([self._wake_r, *[w.conn for w in self._workers]], timeout=timeout)
             for item in ready:
                 if item is self._wake_r:

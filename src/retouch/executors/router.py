@@ -18,7 +18,7 @@ from typing import Protocol
 
 from retouch.downloads import DownloadFailed, Downloads, Fetched
 from retouch.errors import RetouchError, ShuttingDown
-from retouch.executors.pool import DeadlineExceeded, WorkerCrashed, WorkerPool
+from retouch.executors.pool import DeadlineExceeded, PoolShutDown, WorkerCrashed, WorkerPool
 from retouch.handoff import Handoff
 from retouch.stores.tasks import TaskStore
 from retouch.work.entry import run_item
@@ -116,6 +116,8 @@ class ItemRouter:
             future.result()
         except DeadlineExceeded:
             self.store.fail_item(item_id, f"processing took longer than the limit of {self.item_timeout:g} seconds.")
+        except PoolShutDown:  # this process stops: the next worker (or the next start) runs the item
+            self.store.give_back(item_id)
         except WorkerCrashed as exc:
             self.store.requeue(item_id, MAX_ATTEMPTS, f"the image worker crashed on this input twice ({exc}).")
         except Exception:

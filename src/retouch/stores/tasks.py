@@ -376,6 +376,23 @@ class TaskStore:
                 .values(status=ItemStatus.PENDING, lease_until=None)
             )
 
+    def give_back(self, item_id: int) -> None:
+        """An item whose run our own stop cut short (``PoolShutDown``): back to PENDING for the next worker, and
+        its attempt not counted - a stop is not the input's fault, and three restarts during one long item would
+        otherwise fail it as a poison input. An item that finished meanwhile is left alone."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.status == ItemStatus.RUNNING)
+                .values(
+                    status=ItemStatus.PENDING,
+                    lease_until=None,
+                    started_at=None,
+                    # started_at is set with the attempt it counts: an item sent ahead but never begun counted none
+                    attempts=case((Item.started_at.is_not(None), Item.attempts - 1), else_=Item.attempts),
+                )
+            )
+
     def running_count(self) -> int:
         with Session(self.engine) as session:
             return int(
