@@ -170,13 +170,13 @@ def test_sigterm_mid_item_gives_it_back_without_counting_an_attempt(tmp_path: Pa
         folder = home / "storage" / "default" / "slow"
         folder.mkdir(parents=True)
         for k in range(2):
-            (folder / f"s{k}.jpg").write_bytes((FIXTURES / "coffee.jpg").read_bytes())  # 600x400
+            (folder / f"s{k}.jpg").write_bytes((FIXTURES / "photo_large.jpg").read_bytes())  # 2400x1600
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/image/edit/batch",
-            # Seconds of CPU per item (a 2x neural enlargement): well past the drain.
+            # A 2x neural enlargement of 3.8 MP: about a minute of CPU per item (4 s at 0.24 MP), far past the drain.
             json={
                 "input": "storage://local/slow/",
-                "operations": {"restorations": {"upscale": "smart_enhance"}, "resizing": {"width": 1200}},
+                "operations": {"restorations": {"upscale": "smart_enhance"}, "resizing": {"width": 3600}},
                 "output": "storage://local/slow-out/",
             },
             headers={"Authorization": f"Bearer {key}"},
