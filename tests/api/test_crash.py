@@ -49,6 +49,14 @@ def _get(port: int, key: str, task_id: int) -> dict[str, Any]:
     return data
 
 
+def _until_ended(port: int, key: str, task_id: int, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (view := _get(port, key, task_id))["status"] not in ("DONE", "ERROR"):
+        assert time.monotonic() < deadline, view["progress"]
+        time.sleep(0.2)
+    return view
+
+
 def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
@@ -84,10 +92,7 @@ def test_sigkill_mid_batch_then_restart(tmp_path: Path) -> None:
 
     proc = _start(home, port)
     try:
-        deadline = time.monotonic() + 120
-        while (view := _get(port, key, task_id))["status"] not in ("DONE", "ERROR"):
-            assert time.monotonic() < deadline, view["progress"]
-            time.sleep(0.2)
+        view = _until_ended(port, key, task_id, timeout=120)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -144,10 +149,7 @@ def test_sigterm_while_inputs_download_then_restart(tmp_path: Path) -> None:
         assert _count(home, "RUNNING") == 0  # given back, not left to a lease
         origin.gate.set()
         proc = _start(home, port, **settings)
-        deadline = time.monotonic() + 60
-        while (view := _get(port, key, task_id))["status"] not in ("DONE", "ERROR"):
-            assert time.monotonic() < deadline, view["progress"]
-            time.sleep(0.2)
+        view = _until_ended(port, key, task_id, timeout=60)
     finally:
         origin.close()
         if proc.poll() is None:

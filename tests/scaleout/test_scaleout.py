@@ -16,6 +16,7 @@ import pyvips
 from sqlalchemy import create_engine, inspect, text
 
 from retouch.api.ratelimit import RedisRateLimiter
+from tests.api.test_metrics import scrape, value
 from tests.api.test_slow_origins import Tarpit
 from tests.conftest import FIXTURES
 from tests.servers.origins import GatedOrigin
@@ -113,22 +114,15 @@ def test_worker_sigterm_mid_batch_finishes_its_items_and_gives_the_rest_back(cel
         # Given back, not abandoned: abandoned items would wait for their lease (15 s here) to run again.
         assert finished < 12, finished
     finally:
-        if topology.workers[0].poll() is None:
-            topology.kill_worker(0)  # it did not stop: the next tests need a fresh one, not a second one
-        topology.start_worker(0)
+        topology.replace_worker(0)
     _check_exactly_once(topology, view, "stopped", 60)
 
 
 def _downloads(port: int) -> tuple[float, float]:
     """A worker's downloads (waiting, in flight), from its own /metrics."""
-    headers = {"Authorization": f"Bearer {CeleryTopology.METRICS_TOKEN}"}
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", headers=headers, timeout=10).text
-    found = {"retouch_queue_depth": 0.0, "retouch_in_flight": 0.0}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0]
-        if name in found and 'queue="downloads"' in line and 'executor="celery-worker"' in line:
-            found[name] += float(line.rsplit(" ", 1)[1])
-    return found["retouch_queue_depth"], found["retouch_in_flight"]
+    samples = scrape(f"http://127.0.0.1:{port}", CeleryTopology.METRICS_TOKEN)
+    labels = {"executor": "celery-worker", "queue": "downloads"}
+    return value(samples, "retouch_queue_depth", **labels), value(samples, "retouch_in_flight", **labels)
 
 
 def test_worker_sigterm_gives_back_the_items_in_its_downloads(celery_topology: CeleryTopology) -> None:
@@ -185,11 +179,9 @@ def test_worker_sigterm_gives_back_the_items_in_its_downloads(celery_topology: C
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [f"g{k}.jpg" for k in range(6)]
     finally:
         origin.close()
-        for index in (0, 1):
-            if topology.workers[index].poll() is None and index == 0:
-                topology.kill_worker(0)  # it runs with a setting of its own
-            if topology.workers[index].poll() is not None:
-                topology.start_worker(index)
+        topology.replace_worker(0)  # it runs with a setting of its own
+        if topology.workers[1].poll() is not None:
+            topology.start_worker(1)
 
 
 def test_worker_sigterm_while_starting_exits_0(celery_topology: CeleryTopology) -> None:
@@ -210,8 +202,7 @@ def test_worker_sigterm_while_starting_exits_0(celery_topology: CeleryTopology) 
             assert time.monotonic() - started < 20
             codes.append(code)
     finally:
-        if topology.workers[0].poll() is not None:
-            topology.start_worker(0)
+        topology.replace_worker(0)
     assert codes == [0, 0, 0]
 
 

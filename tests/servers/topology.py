@@ -137,6 +137,13 @@ class CeleryTopology:
             assert time.monotonic() < deadline, f"worker {index} did not serve /metrics in 60 s:\n{log}"
             time.sleep(0.1)
 
+    def replace_worker(self, index: int) -> None:
+        """A fresh worker with the topology's own settings in slot ``index``, whatever the test left there (one
+        that did not stop, or one started with settings of its own): what a test's cleanup leaves the next."""
+        if self.workers[index].poll() is None:
+            self.kill_worker(index)
+        self.start_worker(index)
+
     def describe_workers(self) -> str:
         """Each worker's state and the end of its log: what a failed wait on the workers reports."""
         parts = []

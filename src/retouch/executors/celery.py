@@ -142,11 +142,6 @@ def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) ->
     global _runtime
     app = make_celery(settings)
     _runtime = runtime
-    if celery_state.should_stop is not None:  # stopped (hold_sigterm) while the runtime was being built
-        log.info("stopped before the Celery worker started")
-        _runtime = None
-        runtime.close()
-        return
 
     @signals.worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
     def _stop(**_: Any) -> None:
@@ -164,6 +159,9 @@ def run_worker(settings: Settings, runtime: WorkerRuntime, queues: list[str]) ->
         controllers.append(sender)
 
     try:
+        if celery_state.should_stop is not None:  # stopped (hold_sigterm) while the runtime was being built
+            log.info("stopped before the Celery worker started")
+            return
         app.worker_main(
             [
                 "worker",
